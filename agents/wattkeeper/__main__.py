@@ -1,0 +1,5 @@
+"""Allow ``python -m wattkeeper``."""
+
+from wattkeeper.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,175 @@
+"""A small InfluxDB 2 HTTP client: write line protocol, check health, run a Flux query.
+
+Plain ``requests`` rather than influxdb-client: the agent needs the raw status code,
+InfluxDB's error ``code``, and the Retry-After header of every write to decide between
+retry, bisect and dead-letter, and a Pi Zero should not import a reactive framework to
+send gzip'd text. (The tests and the migration tool use influxdb-client where it serves.)
+"""
+
+from __future__ import annotations
+
+import csv
+import email.utils
+import gzip
+import io
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+
+# HTTP statuses after which the same lines will never be accepted: bisect, then dead-letter.
+PERMANENT_STATUSES = frozenset({400, 413, 422})
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """The outcome of one write request."""
+
+    status: int  # 0 when no HTTP answer came (connection refused, timeout)
+    code: str = ""  # InfluxDB's error code ("invalid", "unauthorized"...) or the exception name
+    message: str = ""
+    retry_after: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+    @property
+    def permanent(self) -> bool:
+        """InfluxDB refused the content itself; sending it again cannot help."""
+        return self.status in PERMANENT_STATUSES
+
+    def describe(self) -> str:
+        if self.status == 0:
+            return f"no answer ({self.code}: {self.message})"
+        text = f"HTTP {self.status}"
+        if self.code:
+            text += f" {self.code}"
+        if self.message:
+            text += f": {self.message}"
+        return text
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Retry-After as seconds (it may be a number or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (now if now is not None else time.time()))
+
+
+class InfluxClient:
+    """Writes to one bucket of one org with one token."""
+
+    def __init__(
+        self,
+        url: str,
+        org: str,
+        bucket: str,
+        token: str,
+        *,
+        timeout: float = 10.0,
+        use_gzip: bool = True,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.org = org
+        self.bucket = bucket
+        self.timeout = timeout
+        self.use_gzip = use_gzip
+        self._session = requests.Session()
+        self._session.headers["Authorization"] = f"Token {token}"
+        self._session.headers["User-Agent"] = "wattkeeper"
+
+    def close(self) -> None:
+        self._session.close()
+
+    def write(self, lines: list[str], timeout: float | None = None) -> WriteResult:
+        """POST lines to /api/v2/write (ns precision); never raises for network trouble."""
+        body = ("\n".join(lines) + "\n").encode()
+        headers = {"Content-Type": "text/plain; charset=utf-8"}
+        if self.use_gzip:
+            body = gzip.compress(body, compresslevel=1)
+            headers["Content-Encoding"] = "gzip"
+        try:
+            resp = self._session.post(
+                f"{self.url}/api/v2/write",
+                params={"org": self.org, "bucket": self.bucket, "precision": "ns"},
+                data=body,
+                headers=headers,
+                timeout=timeout or self.timeout,
+            )
+        except requests.RequestException as exc:
+            return WriteResult(0, type(exc).__name__, _short(exc))
+        return _result(resp)
+
+    def health(self, timeout: float | None = None) -> WriteResult:
+        """GET /health: is the server up (no token needed)."""
+        try:
+            resp = self._session.get(f"{self.url}/health", timeout=timeout or self.timeout)
+        except requests.RequestException as exc:
+            return WriteResult(0, type(exc).__name__, _short(exc))
+        return _result(resp)
+
+    def query(self, flux: str, timeout: float | None = None) -> list[dict[str, str]]:
+        """Run a Flux query and return its rows as dicts (annotated CSV, first table shape)."""
+        try:
+            resp = self._session.post(
+                f"{self.url}/api/v2/query",
+                params={"org": self.org},
+                json={"query": flux, "dialect": {"annotations": [], "header": True}},
+                timeout=timeout or self.timeout,
+            )
+        except requests.RequestException as exc:
+            raise InfluxError(WriteResult(0, type(exc).__name__, _short(exc))) from None
+        if resp.status_code != 200:
+            raise InfluxError(_result(resp))
+        rows: list[dict[str, str]] = []
+        for block in resp.text.replace("\r\n", "\n").split("\n\n"):
+            if not block.strip():
+                continue
+            reader = csv.DictReader(io.StringIO(block))
+            rows.extend({k: v for k, v in row.items() if k} for row in reader)
+        return rows
+
+
+class InfluxError(Exception):
+    """A query or API call that InfluxDB refused or did not answer."""
+
+    def __init__(self, result: WriteResult) -> None:
+        super().__init__(result.describe())
+        self.result = result
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc)
+    # requests nests the whole urllib3 chain; keep the readable end of it.
+    if "Caused by" in text:
+        text = text.split("Caused by", 1)[1].strip(" ()'\"")
+    return text[:300]
+
+
+def _result(resp: requests.Response) -> WriteResult:
+    code = ""
+    message = ""
+    if not 200 <= resp.status_code < 300:
+        try:
+            doc: Any = resp.json()
+            code = str(doc.get("code", ""))
+            message = str(doc.get("message", ""))
+        except ValueError:
+            message = resp.text[:300]
+    return WriteResult(
+        resp.status_code,
+        code,
+        message[:1000],
+        parse_retry_after(resp.headers.get("Retry-After")),
+    )

@@ -1,0 +1,399 @@
+"""The agent runtime: poll the source, commit to the buffer, deliver, report.
+
+Threads: the main thread polls (or, for a streaming source, commits what the source
+pushed) and talks to systemd; a delivery thread drains the buffer to InfluxDB; alerts
+go out from their own thread. SIGTERM stops polling, gives delivery ``flush_timeout``
+seconds, and exits 0: whatever is left stays safe in the buffer.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import signal
+import sqlite3
+import threading
+import time
+from datetime import UTC, datetime
+from types import FrameType
+from typing import cast
+
+from wattkeeper.alerts import Alerter, Event
+from wattkeeper.backoff import Backoff
+from wattkeeper.buffer import Buffer
+from wattkeeper.config import EX_CONFIG, EX_TEMPFAIL, AgentConfig
+from wattkeeper.delivery import Deliverer, Flush
+from wattkeeper.influx import InfluxClient
+from wattkeeper.journal import SECRETS
+from wattkeeper.point import Point
+from wattkeeper.sdnotify import Notifier
+from wattkeeper.source import (
+    Batch,
+    Source,
+    SourceContext,
+    SourceError,
+    SourceFatal,
+    SourcePlugin,
+    StreamingSource,
+)
+
+log = logging.getLogger("wattkeeper.agent")
+
+
+class QueueSink:
+    """Bounded in-memory queue between a streaming source's threads and the buffer.
+
+    ``put`` never blocks: an edge callback must not wait on disk. Overflow is counted.
+    """
+
+    def __init__(self, maxsize: int = 100_000) -> None:
+        self._q: queue.SimpleQueue[Point] = queue.SimpleQueue()
+        self.maxsize = maxsize
+        self.overflow = 0
+        self._size = 0
+        self._lock = threading.Lock()
+
+    def put(self, point: Point) -> bool:
+        with self._lock:
+            if self._size >= self.maxsize:
+                self.overflow += 1
+                return False
+            self._size += 1
+        self._q.put(point)
+        return True
+
+    def drain(self, limit: int = 50_000) -> list[Point]:
+        out: list[Point] = []
+        try:
+            while len(out) < limit:
+                out.append(self._q.get_nowait())
+        except queue.Empty:
+            pass
+        with self._lock:
+            self._size -= len(out)
+        return out
+
+
+def _fmt_time(ts: float | None) -> str:
+    if ts is None:
+        return "never"
+    return datetime.fromtimestamp(ts, UTC).strftime("%H:%M:%SZ")
+
+
+class Agent:
+    """One source, one buffer, one InfluxDB bucket."""
+
+    def __init__(self, cfg: AgentConfig, plugin: SourcePlugin, *, once: bool = False) -> None:
+        self.cfg = cfg
+        self.plugin = plugin
+        self.once = once
+        self.name = plugin.name
+        SECRETS.add(cfg.influxdb.token)
+        SECRETS.add(cfg.alerts.slack_webhook_url)
+        self.alerter = Alerter(
+            cfg.alerts.slack_webhook_url,
+            agent=f"wattkeeper-{self.name}@{cfg.agent.host}",
+            min_interval=cfg.alerts.min_interval,
+            timeout=cfg.alerts.timeout,
+        )
+        self.buffer = Buffer.open_or_recover(
+            cfg.buffer_path,
+            max_rows=cfg.buffer.max_rows,
+            max_bytes=cfg.buffer.max_bytes,
+            synchronous=cfg.buffer.synchronous,
+            on_drop=self._on_drop,
+        )
+        self.influx = InfluxClient(
+            cfg.influxdb.url,
+            cfg.influxdb.org,
+            cfg.influxdb.bucket,
+            cfg.influxdb.token or "",
+            timeout=cfg.influxdb.timeout,
+            use_gzip=cfg.influxdb.gzip,
+        )
+        self.deliverer = Deliverer(
+            self.buffer,
+            self.influx,
+            batch_size=cfg.influxdb.batch_size,
+            backoff=Backoff(cfg.influxdb.retry_initial, cfg.influxdb.retry_max),
+            on_lost=lambda why: self.alerter.alert(
+                Event.INFLUX_LOST,
+                f"Cannot write to {cfg.influxdb.url}: {why}. Points are kept in the buffer.",
+            ),
+            on_restored=self._on_restored,
+        )
+        self.notifier = Notifier()
+        self._stop = threading.Event()
+        self.poll_errors = 0
+        self.consecutive_failures = 0
+        self.last_poll_ok: float | None = None
+        self.sink = QueueSink()
+        self._sink_lost_reported = 0
+        self._source_lost_reported = 0
+        self.source: Source | None = None
+
+    # -- event hooks ------------------------------------------------------------------
+
+    def _on_drop(self, n: int) -> None:
+        log.error(
+            "buffer full (%d rows / %d bytes max): dropped the %d oldest points",
+            self.cfg.buffer.max_rows,
+            self.cfg.buffer.max_bytes,
+            n,
+        )
+        self.alerter.alert(
+            Event.POINTS_DROPPED,
+            f"The buffer {self.cfg.buffer_path} is full; the {n} oldest points were dropped. "
+            "InfluxDB has been unreachable for long, or the buffer bounds are too small.",
+        )
+
+    def _on_restored(self, delivered: int) -> None:
+        self.alerter.alert(Event.INFLUX_RESTORED, f"Writing to {self.cfg.influxdb.url} again.")
+        if self.buffer.pending == 0:
+            self.alerter.alert(
+                Event.BUFFER_FLUSHED, f"{delivered} buffered points delivered; buffer empty."
+            )
+
+    def request_stop(self, signum: int | None = None, _frame: FrameType | None = None) -> None:
+        if signum is not None and not self._stop.is_set():
+            log.info("received %s, stopping", signal.Signals(signum).name)
+        self._stop.set()
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self.request_stop)
+        signal.signal(signal.SIGINT, self.request_stop)
+        try:
+            ctx = SourceContext(
+                config=self.cfg,
+                state=self.buffer,
+                log=logging.getLogger(f"wattkeeper.{self.name}"),
+                influx=self.influx,
+                once=self.once,
+            )
+            self.source = self.plugin.factory(ctx)
+        except SourceFatal as exc:
+            return self._fatal(exc)
+        log.info(
+            "started: %s -> %s bucket %s; %d points waiting in %s",
+            self.name,
+            self.cfg.influxdb.url,
+            self.cfg.influxdb.bucket,
+            self.buffer.pending,
+            self.cfg.buffer_path,
+        )
+        try:
+            if self.once:
+                return self._run_once()
+            return self._run_forever()
+        except SourceFatal as exc:
+            return self._fatal(exc)
+        finally:
+            self._close()
+
+    def _fatal(self, exc: SourceFatal) -> int:
+        where = f"{exc.key} in {self.cfg.file}: " if exc.key else ""
+        log.error("cannot run the %s source: %s%s", self.name, where, exc)
+        self.notifier.send("STATUS=configuration error: " + str(exc)[:200], "ERRNO=78")
+        return EX_CONFIG
+
+    def _close(self) -> None:
+        if self.source is not None:
+            try:
+                self.source.close()
+            except Exception:  # pragma: no cover - best effort on the way out
+                log.debug("source close failed", exc_info=True)
+        self.alerter.close()
+        self.influx.close()
+        self.buffer.close()
+
+    def _run_once(self) -> int:
+        assert self.source is not None
+        ok = self._poll_once()
+        self._write_metrics()
+        deadline = time.monotonic() + self.cfg.agent.flush_timeout
+        outcome = self.deliverer.flush(deadline)
+        pending = self.buffer.pending
+        if outcome is Flush.EMPTY and pending == 0:
+            log.info("delivered everything; buffer empty")
+            return 0 if ok else EX_TEMPFAIL
+        log.warning("%d points kept in the buffer for a later run", pending)
+        return EX_TEMPFAIL
+
+    def _run_forever(self) -> int:
+        assert self.source is not None
+        delivery = threading.Thread(target=self.deliverer.run, name="delivery", daemon=True)
+        delivery.start()
+        streaming = self.plugin.streaming
+        if streaming:
+            cast(StreamingSource, self.source).start(self.sink)
+        self.alerter.alert(
+            Event.AGENT_STARTED,
+            f"{self.buffer.pending} points waiting in the buffer.",
+        )
+        self.notifier.ready(self._status_line())
+        next_poll = time.monotonic()
+        next_metrics = time.monotonic() + self.cfg.agent.metrics_interval
+        next_commit = time.monotonic() + self.cfg.buffer.commit_interval
+        backoff = Backoff(5.0, 600.0)
+        tick = 1.0
+        if self.notifier.watchdog_interval:
+            tick = min(tick, self.notifier.watchdog_interval)
+        while not self._stop.is_set():
+            now = time.monotonic()
+            if streaming:
+                if now >= next_commit:
+                    self._commit_stream()
+                    next_commit = now + self.cfg.buffer.commit_interval
+            elif now >= next_poll:
+                if self._poll_once():
+                    backoff.reset()
+                    delay = self.source.next_delay()
+                else:
+                    delay = max(self.source.next_delay(), backoff.next_delay(self._retry_after))
+                next_poll = time.monotonic() + delay
+            if now >= next_metrics:
+                self._write_metrics()
+                next_metrics = now + self.cfg.agent.metrics_interval
+            if delivery.is_alive():
+                self.notifier.watchdog()
+            self.notifier.status(self._status_line())
+            wake = min(next_commit if streaming else next_poll, next_metrics)
+            self._stop.wait(max(0.0, min(tick, wake - time.monotonic())))
+        return self._shutdown(delivery)
+
+    def _shutdown(self, delivery: threading.Thread) -> int:
+        self.notifier.stopping()
+        if self.plugin.streaming and self.source is not None:
+            cast(StreamingSource, self.source).stop()
+            self._commit_stream()
+        self.deliverer.stop()
+        delivery.join(self.cfg.influxdb.timeout + 1)
+        deadline = time.monotonic() + self.cfg.agent.flush_timeout
+        if not delivery.is_alive():
+            self.deliverer.flush(deadline)
+        pending = self.buffer.pending
+        if pending:
+            log.warning(
+                "stopped with %d points safe in the buffer %s", pending, self.cfg.buffer_path
+            )
+            self.alerter.alert(
+                Event.AGENT_STOPPED,
+                f"Stopped with {pending} points in the buffer; they go out at the next start.",
+            )
+        else:
+            log.info("stopped; buffer empty")
+        return 0
+
+    # -- polling ------------------------------------------------------------------------
+
+    _retry_after: float | None = None
+
+    def _poll_once(self) -> bool:
+        """One poll, committed; returns False if it failed (counted, alerted)."""
+        assert self.source is not None
+        self._retry_after = None
+        try:
+            batch = self.source.poll()
+        except SourceError as exc:
+            self._retry_after = exc.retry_after
+            self._poll_failed(str(exc))
+            return False
+        except SourceFatal:
+            raise
+        except Exception as exc:  # a bug in a source must not kill the agent
+            log.exception("poll failed unexpectedly")
+            self._poll_failed(f"{type(exc).__name__}: {exc}")
+            return False
+        if not self._commit(batch):
+            self._poll_failed("could not store the readings in the buffer")
+            return False
+        if batch.rejected:
+            self.poll_errors += batch.rejected
+        if self.consecutive_failures >= self.cfg.agent.failure_threshold:
+            self.alerter.alert(
+                Event.SOURCE_RECOVERED,
+                f"Polling works again after {self.consecutive_failures} failures.",
+            )
+        self.consecutive_failures = 0
+        self.last_poll_ok = time.time()
+        log.debug("poll: %d points committed", len(batch.points))
+        return True
+
+    def _commit(self, batch: Batch) -> bool:
+        try:
+            self.buffer.append([p.to_line() for p in batch.points], batch.state)
+        except sqlite3.OperationalError as exc:
+            # Disk full or read-only: the points of this poll are not taken. Say so loudly;
+            # the cursor was not advanced either, so the next poll asks for them again.
+            log.error("cannot write to the buffer %s: %s", self.cfg.buffer_path, exc)
+            self.alerter.alert(Event.DISK_FULL, f"Cannot write the buffer: {exc}")
+            return False
+        if batch.points:
+            self.deliverer.notify()
+        return True
+
+    def _commit_stream(self) -> None:
+        points = self.sink.drain()
+        if points:
+            self._commit(Batch(points=points))
+        lost = self.sink.overflow
+        if lost > self._sink_lost_reported:
+            log.error(
+                "in-memory queue overflowed: %d readings lost so far",
+                lost,
+            )
+            self._sink_lost_reported = lost
+        source_lost = self._source_lost()
+        if source_lost > self._source_lost_reported:
+            log.error("the source reports %d readings missed so far", source_lost)
+            self._source_lost_reported = source_lost
+
+    def _source_lost(self) -> int:
+        if self.plugin.streaming and self.source is not None:
+            return cast(StreamingSource, self.source).lost()
+        return 0
+
+    def _poll_failed(self, reason: str) -> None:
+        self.poll_errors += 1
+        self.consecutive_failures += 1
+        log.warning("poll failed (%d in a row): %s", self.consecutive_failures, reason)
+        if self.consecutive_failures == self.cfg.agent.failure_threshold:
+            self.alerter.alert(
+                Event.SOURCE_FAILING,
+                f"{self.consecutive_failures} polls in a row failed; last error: {reason}",
+            )
+
+    # -- reporting ----------------------------------------------------------------------
+
+    def _status_line(self) -> str:
+        st = self.deliverer.status
+        return (
+            f"buffer {self.buffer.pending} points; "
+            f"last delivery {_fmt_time(st.last_success)}; "
+            f"last poll {_fmt_time(self.last_poll_ok)}"
+            + ("" if st.connected else f"; InfluxDB unavailable: {st.last_error[:80]}")
+        )
+
+    def _write_metrics(self) -> None:
+        stats = self.buffer.stats()
+        c = stats.counters
+        lost = self.sink.overflow + self._source_lost()
+        # The spec wants floats here (Grafana and Flux math treat them alike).
+        fields: dict[str, float | int | str | bool] = {
+            "buffer_rows": float(stats.pending),
+            "points_written": float(c["points_written"]),
+            "points_dropped": float(c["points_dropped"] + lost),
+            "points_dead": float(c["points_dead"]),
+            "poll_errors": float(self.poll_errors),
+        }
+        if self.deliverer.status.last_success is not None:
+            fields["last_success_unixtime"] = float(int(self.deliverer.status.last_success))
+        point = Point(
+            "wattkeeper_agent",
+            fields,
+            time.time_ns(),
+            {"source": self.name, "host": self.cfg.agent.host},
+        )
+        self._commit(Batch(points=[point]))

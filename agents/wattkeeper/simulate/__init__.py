@@ -1,0 +1,1 @@
+"""Simulators of the real services and devices, speaking their wire protocols."""

@@ -1,0 +1,1 @@
+"""Built-in sources: one module each, exposing ``PLUGIN`` (see wattkeeper.source)."""
