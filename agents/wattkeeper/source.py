@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from wattkeeper.downsample import Rollup
 from wattkeeper.point import Point
 
 if TYPE_CHECKING:
@@ -124,4 +125,5 @@ class SourcePlugin:
     # subparsers; each added parser sets ``func`` taking the parsed args, returning an exit code.
     add_commands: Callable[[argparse._SubParsersAction[Any]], None] | None = None
     description: str = ""
-    measurements: Sequence[str] = ()
+    # How the InfluxDB role downsamples this source's measurements (1m, 5m, 1h tiers).
+    rollups: Sequence[Rollup] = ()
