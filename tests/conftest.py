@@ -15,7 +15,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from support.influxd import InfluxServer, find_influxd  # noqa: E402
+from support.influxd import InfluxServer, find_influxd
 
 ROOT = Path(__file__).resolve().parents[1]
 PLUGINS = Path(__file__).parent / "plugins"

@@ -173,7 +173,8 @@ class InfluxServer:
         for block in r.text.replace("\r\n", "\n").split("\n\n"):
             if block.strip():
                 rows.extend(
-                    {k: v for k, v in row.items() if k} for row in csv.DictReader(io.StringIO(block))
+                    {k: v for k, v in row.items() if k}
+                    for row in csv.DictReader(io.StringIO(block))
                 )
         return rows
 
