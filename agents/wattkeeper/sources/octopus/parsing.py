@@ -1,0 +1,116 @@
+"""Strict parsing of Kraken answers: decimal strings, readAt times, telemetry rows.
+
+The API sends numbers as decimal strings ("84.0000"). ``float()`` would also accept
+"nan", "inf", "1e400" or " 12 ", none of which is a meter reading, so the grammar is
+spelled out here; a value that fails it is counted and logged, never written.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+_DECIMAL = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?")
+
+# The telemetry fields we ask for, in the API's names.
+TELEMETRY_FIELDS = (
+    "readAt",
+    "consumption",
+    "demand",
+    "export",
+    "consumptionDelta",
+    "costDelta",
+    "costDeltaWithTax",
+)
+NUMERIC_FIELDS = TELEMETRY_FIELDS[1:]
+
+
+class MalformedAnswer(ValueError):
+    """The answer is not shaped as the API documents it; the whole answer is refused."""
+
+
+def parse_decimal(value: Any) -> float:
+    """A decimal string ("84.0000", "-3") or a JSON number; ValueError for anything else."""
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a number")
+    if isinstance(value, int | float):
+        f = float(value)
+    elif isinstance(value, str) and _DECIMAL.fullmatch(value):
+        f = float(value)
+    else:
+        raise ValueError(f"{value!r} is not a decimal number")
+    if not math.isfinite(f):
+        raise ValueError(f"{value!r} is not finite")
+    return f
+
+
+def parse_time(value: Any) -> datetime:
+    """An ISO 8601 time with an offset, as UTC; a time without offset is refused."""
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not a time string")
+    try:
+        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{value!r} is not an ISO 8601 time") from None
+    if t.tzinfo is None:
+        raise ValueError(f"{value!r} has no UTC offset")
+    return t.astimezone(UTC)
+
+
+def format_time(t: datetime) -> str:
+    """The form sent to the API: UTC, seconds, explicit offset."""
+    return t.astimezone(UTC).replace(microsecond=0).isoformat()
+
+
+@dataclass
+class Reading:
+    """One telemetry row: readAt and whichever numbers it carried (API units)."""
+
+    read_at: datetime
+    values: dict[str, float]
+
+
+@dataclass
+class ParsedTelemetry:
+    readings: list[Reading] = field(default_factory=list)
+    # (readAt or "?", field, raw value) for every value that was not a number.
+    rejected: list[tuple[str, str, str]] = field(default_factory=list)
+
+
+def parse_telemetry(rows: Any, fields: tuple[str, ...] = TELEMETRY_FIELDS) -> ParsedTelemetry:
+    """Parse ``smartMeterTelemetry``; a row lacking a requested key refuses the answer.
+
+    A missing key means a truncated or changed answer: taking the rest would move the
+    cursor past readings we never got. A ``null`` is the API saying "no value" and is
+    simply not written; a non-number is rejected on its own.
+    """
+    if rows is None:
+        return ParsedTelemetry()
+    if not isinstance(rows, list):
+        raise MalformedAnswer(f"smartMeterTelemetry is a {type(rows).__name__}, not a list")
+    out = ParsedTelemetry()
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise MalformedAnswer(f"telemetry row {i} is not an object")
+        missing = [f for f in fields if f not in row]
+        if missing:
+            raise MalformedAnswer(f"telemetry row {i} lacks {', '.join(missing)}")
+        try:
+            read_at = parse_time(row["readAt"])
+        except ValueError as exc:
+            out.rejected.append(("?", "readAt", str(exc)))
+            continue
+        values: dict[str, float] = {}
+        for name in fields:
+            if name == "readAt" or row[name] is None:
+                continue
+            try:
+                values[name] = parse_decimal(row[name])
+            except ValueError:
+                out.rejected.append((row["readAt"], name, repr(row[name])[:40]))
+        out.readings.append(Reading(read_at, values))
+    out.readings.sort(key=lambda r: r.read_at)
+    return out

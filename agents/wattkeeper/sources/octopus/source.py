@@ -1,0 +1,267 @@
+"""The Octopus Home Mini source: windows of telemetry from a cursor, within the budget.
+
+The cursor (``next_start``: one second after the last reading committed) is stored in the
+same SQLite transaction as the points, so after a stop, a reboot or an outage the next
+poll asks for exactly what is missing, in windows of ``backfill_window``, as far back as
+the API allows.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from wattkeeper.point import Point
+from wattkeeper.source import Batch, SourceContext, SourceError
+
+from .budget import CallBudget
+from .client import RATE_LIMITED, KrakenClient, KrakenError, ServerClock
+from .config import GROUPING_SECONDS, OctopusSection
+from .discovery import ACCOUNT_QUERY, choose_device, parse_account
+from .parsing import TELEMETRY_FIELDS, MalformedAnswer, format_time, parse_telemetry
+from .schema import SCHEMAS
+
+TOO_FAR_BACK = "KT-GB-4051"
+# The longest a single poll keeps catching up (windows) before committing.
+MAX_WINDOWS_PER_POLL = 24
+
+TELEMETRY_QUERY = (
+    "query Telemetry($deviceId: String!, $start: DateTime!, $end: DateTime!, "
+    "$grouping: TelemetryGrouping!) {\n"
+    "  smartMeterTelemetry(deviceId: $deviceId, start: $start, end: $end, grouping: $grouping)"
+    " { " + " ".join(TELEMETRY_FIELDS) + " }\n}"
+)
+
+
+def _iso(ts: float) -> str:
+    return format_time(datetime.fromtimestamp(ts, UTC))
+
+
+class OctopusSource:
+    """Polls smartMeterTelemetry for one Home Mini."""
+
+    def __init__(self, ctx: SourceContext) -> None:
+        self.cfg: OctopusSection = ctx.config.source
+        self.ctx = ctx
+        self.log = ctx.log
+        self.state = ctx.state
+        self._set_state = getattr(ctx.state, "set_state", None)
+        history = self.state.get_state("octopus.budget", [])
+        self.budget = CallBudget(
+            self.cfg.calls_per_hour,
+            self.cfg.budget_period,
+            history=history if isinstance(history, list) else [],
+            persist=self._persist_budget,
+        )
+        self.clock = ServerClock(self.cfg.use_server_clock)
+        self.client = KrakenClient(
+            self.cfg.api_url,
+            self.cfg.api_key,
+            self.budget,
+            timeout=self.cfg.timeout,
+            clock=self.clock,
+            log=self.log,
+        )
+        self.step = GROUPING_SECONDS[self.cfg.grouping]
+        self.to_point = SCHEMAS[self.cfg.schema]
+        self.device_id: str | None = self.cfg.device_id
+        self._cooldown_until = 0.0
+        self._rate_limited = 0
+        self.behind = False
+
+    # -- state ------------------------------------------------------------------------
+
+    def _persist_budget(self, calls: list[float]) -> None:
+        if self._set_state is not None:
+            self._set_state({"octopus.budget": [round(t, 3) for t in calls]})
+
+    def _key(self, name: str) -> str:
+        return f"octopus.{self.device_id}.{name}"
+
+    # -- scheduling -------------------------------------------------------------------
+
+    def next_delay(self) -> float:
+        delay = self.budget.steady_interval
+        if self.behind and self.budget.available() > self._reserve():
+            delay = 1.0
+        cooldown = self._cooldown_until - time.monotonic()
+        return max(delay, cooldown, self.budget.wait_time())
+
+    def _reserve(self) -> int:
+        return max(1, self.budget.limit // 10)
+
+    def _rate_limited_backoff(self, exc: KrakenError) -> KrakenError:
+        """KT-GB-4042 / HTTP 429: wait longer each time, up to a quarter of the period."""
+        self._rate_limited += 1
+        wait = min(
+            self.budget.period / 4, self.budget.steady_interval * 2 ** min(self._rate_limited, 8)
+        )
+        wait = max(wait, exc.retry_after or 0.0)
+        self._cooldown_until = time.monotonic() + wait
+        return KrakenError(f"{exc}; backing off {wait:.0f}s", exc.code, retry_after=wait)
+
+    # -- discovery --------------------------------------------------------------------
+
+    def _device(self) -> str:
+        if self.device_id:
+            return self.device_id
+        cached = self.state.get_state("octopus.discovered")
+        if isinstance(cached, dict) and cached.get("account") == self.cfg.account_number:
+            self.device_id = str(cached["device"])
+            return self.device_id
+        data = self.client.query(
+            "Account", ACCOUNT_QUERY, {"accountNumber": self.cfg.account_number}
+        )
+        devices = parse_account(data)
+        self.device_id = choose_device(devices, self.cfg.account_number)
+        self.log.info(
+            "account %s: Home Mini device %s%s",
+            self.cfg.account_number,
+            self.device_id,
+            f" (export meter {', '.join(devices.exports)})" if devices.exports else "",
+        )
+        if self._set_state is not None:
+            self._set_state(
+                {"octopus.discovered": {"account": self.cfg.account_number, "device": self.device_id}}
+            )
+        return self.device_id
+
+    # -- polling ----------------------------------------------------------------------
+
+    def _fetch(self, device: str, start: float, end: float) -> Any:
+        data = self.client.query(
+            "Telemetry",
+            TELEMETRY_QUERY,
+            {
+                "deviceId": device,
+                "start": _iso(start),
+                "end": _iso(end),
+                "grouping": self.cfg.grouping,
+            },
+        )
+        if "smartMeterTelemetry" not in data:
+            raise MalformedAnswer("answer has no data.smartMeterTelemetry")
+        return data["smartMeterTelemetry"]
+
+    def poll(self) -> Batch:
+        if time.monotonic() < self._cooldown_until:
+            raise SourceError(
+                "rate limited by the API; waiting",
+                retry_after=self._cooldown_until - time.monotonic(),
+            )
+        try:
+            device = self._device()
+            self.client.ensure_token()  # also learns the server's clock
+        except KrakenError as exc:
+            raise self._classify(exc) from None
+        batch = Batch()
+        stored = self.state.get_state(self._key("next_start"))
+        for n in range(MAX_WINDOWS_PER_POLL):
+            now = self.clock.now()
+            if stored is None:
+                start = now - self.cfg.initial_backfill
+                self.log.info("no cursor yet: starting %s before now", _dur(self.cfg.initial_backfill))
+            else:
+                start = float(stored)
+            oldest = now - self.cfg.max_backfill
+            if start < oldest:
+                self.log.warning(
+                    "readings from %s to %s cannot be recovered (older than max_backfill %s)",
+                    _iso(start),
+                    _iso(oldest),
+                    _dur(self.cfg.max_backfill),
+                )
+                start = oldest
+            end = min(start + self.cfg.backfill_window, now)
+            if end - start < 1.0:
+                self.behind = False
+                break
+            try:
+                rows = self._fetch(device, start, end)
+                parsed = parse_telemetry(rows)
+            except KrakenError as exc:
+                if exc.code == TOO_FAR_BACK:
+                    skip_to = min(start + self.cfg.backfill_window, now)
+                    self.log.warning(
+                        "readings from %s to %s cannot be recovered: the API refuses a start "
+                        "that far back (%s)",
+                        _iso(start),
+                        _iso(skip_to),
+                        TOO_FAR_BACK,
+                    )
+                    stored = skip_to
+                    batch.state[self._key("next_start")] = skip_to
+                    continue
+                return self._partial(batch, self._classify(exc), n)
+            except MalformedAnswer as exc:
+                return self._partial(batch, SourceError(f"Telemetry: malformed answer: {exc}"), n)
+            self._rate_limited = 0
+            next_start = start
+            for r in parsed.readings:
+                point = self.to_point(r, device)
+                if point is not None:
+                    batch.points.append(point)
+            if parsed.readings:
+                last = parsed.readings[-1].read_at.timestamp()
+                next_start = max(start, last + 1.0)
+                batch.state[self._key("last_read_at")] = _iso(last)
+            elif end <= now - self.cfg.settle:
+                self.log.info("no readings from %s to %s (Home Mini offline?)", _iso(start), _iso(end))
+                next_start = end
+            if parsed.rejected:
+                batch.rejected += len(parsed.rejected)
+                shown = "; ".join(f"{f}={v} at {t}" for t, f, v in parsed.rejected[:3])
+                self.log.warning(
+                    "%d value(s) are not numbers and were not written: %s",
+                    len(parsed.rejected),
+                    shown,
+                )
+            stored = next_start
+            batch.state[self._key("next_start")] = next_start
+            self.behind = now - next_start > max(self.cfg.settle, 2 * self.step) and end < now
+            if not self.behind or self.budget.available() <= self._reserve():
+                break
+        return batch
+
+    def _classify(self, exc: KrakenError) -> KrakenError:
+        if exc.code == RATE_LIMITED or exc.status == 429:
+            return self._rate_limited_backoff(exc)
+        return exc
+
+    def _partial(self, batch: Batch, exc: SourceError, windows: int) -> Batch:
+        """After some windows succeeded, keep them; otherwise the poll fails."""
+        if windows == 0 or not batch.state:
+            raise exc
+        self.log.warning("catch-up stopped after %d window(s): %s", windows, exc)
+        self.behind = True
+        self._cooldown_until = max(self._cooldown_until, time.monotonic() + self.budget.steady_interval)
+        return batch
+
+    def check(self) -> str:
+        device = self._device()
+        now = self.clock.now()
+        rows = parse_telemetry(self._fetch(device, now - 600, now))
+        return (
+            f"{self.cfg.api_url} account {self.cfg.account_number}: device {device}, "
+            f"{len(rows.readings)} readings in the last 10 min "
+            f"({self.budget.available()} of {self.budget.limit} calls left in the budget)"
+        )
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _dur(seconds: float) -> str:
+    if seconds >= 3600 and seconds % 3600 == 0:
+        return f"{seconds / 3600:g}h"
+    if seconds >= 60 and seconds % 60 == 0:
+        return f"{seconds / 60:g}m"
+    return f"{seconds:g}s"
+
+
+def make_source(ctx: SourceContext) -> OctopusSource:
+    return OctopusSource(ctx)
+
+
+__all__ = ["OctopusSource", "Point", "make_source"]
