@@ -1,0 +1,29 @@
+"""GPIO pulse source: counts the S0 / LED pulses of electricity meters on a Raspberry Pi.
+
+One `pulse` point per pulse (tag `channel`): `pulses` = 1i, `energy_wh` = 1000 / imp_per_kWh,
+`power_w` from the interval to the previous pulse of the channel. Backends: libgpiod v2,
+the RPi.GPIO API, and a simulator for tests and the demo.
+"""
+
+from __future__ import annotations
+
+from wattkeeper.downsample import Rollup
+from wattkeeper.source import SourceContext, SourcePlugin
+from wattkeeper.sources.pulse.config import PulseSection
+from wattkeeper.sources.pulse.source import PulseSource
+
+ROLLUPS = [Rollup("pulse", {"pulses": "sum", "energy_wh": "sum", "power_w": "mean"})]
+
+
+def _factory(ctx: SourceContext) -> PulseSource:
+    return PulseSource(ctx)
+
+
+PLUGIN = SourcePlugin(
+    name="pulse",
+    config_class=PulseSection,
+    factory=_factory,
+    streaming=True,
+    description="electricity-meter pulses on GPIO pins (import / export / generation)",
+    rollups=ROLLUPS,
+)
