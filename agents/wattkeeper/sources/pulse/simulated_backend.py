@@ -29,6 +29,8 @@ from wattkeeper.sources.pulse.errors import open_failure
 
 log = logging.getLogger("wattkeeper.pulse")
 
+RCVBUF = 65536
+
 
 class SimulatedBackend:
     name = "simulated"
@@ -49,10 +51,17 @@ class SimulatedBackend:
     def _connect(self, timeout: float) -> tuple[socket.socket, Any]:
         deadline = time.monotonic() + timeout
         while True:
+            sock = socket.socket(socket.AF_INET6 if ":" in self._addr[0] else socket.AF_INET)
+            # A small receive buffer plays the kernel's bounded edge FIFO: a reader that
+            # stalls loses edges (counted from the sequence gaps) instead of hiding the
+            # stall in megabytes of socket buffer.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+            sock.settimeout(5)
             try:
-                sock = socket.create_connection(self._addr, timeout=5)
+                sock.connect(self._addr)
                 break
             except OSError as exc:
+                sock.close()
                 if time.monotonic() >= deadline:
                     raise ConnectionError(str(exc)) from None
                 time.sleep(0.2)
