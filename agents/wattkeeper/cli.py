@@ -16,7 +16,13 @@ from typing import Any
 
 from wattkeeper import __version__
 from wattkeeper.config import EX_CONFIG, EX_TEMPFAIL, AgentConfig, ConfigError, load_config
-from wattkeeper.registry import UnknownSource, load_plugin, load_simulator, source_names
+from wattkeeper.registry import (
+    UnknownSource,
+    load_plugin,
+    load_simulator,
+    simulator_names,
+    source_names,
+)
 
 log = logging.getLogger("wattkeeper")
 
@@ -117,12 +123,23 @@ def cmd_buffer(args: argparse.Namespace) -> int:
 def cmd_simulate(args: argparse.Namespace) -> int:
     from wattkeeper.journal import setup_logging
 
-    setup_logging(f"simulate-{args.sim_source}", args.log_level, "stderr")
     module = load_simulator(args.sim_source)
-    return int(module.serve(args))
+    parser = argparse.ArgumentParser(
+        prog=f"wattkeeper simulate {args.sim_source}",
+        description=(module.__doc__ or "").strip(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
+    module.add_arguments(parser)
+    sim_args = parser.parse_args(args.sim_args)
+    setup_logging(f"simulate-{args.sim_source}", sim_args.log_level, "stderr")
+    return int(module.serve(sim_args))
 
 
-def build_parser() -> argparse.ArgumentParser:
+CORE_COMMANDS = {"run", "check", "buffer", "simulate"}
+
+
+def build_parser(with_source_commands: bool = True) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="wattkeeper",
         description="Home-energy telemetry agents that buffer every reading until InfluxDB has it.",
@@ -153,29 +170,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=60.0, help="flush: seconds to try")
     p.set_defaults(func=cmd_buffer)
 
-    p = sub.add_parser("simulate", help="serve a local stand-in of a source's real interface")
-    sims = p.add_subparsers(dest="sim_source", required=True, metavar="SOURCE")
-    from wattkeeper.registry import simulator_names
+    p = sub.add_parser(
+        "simulate",
+        help="serve a local stand-in of a source's real interface",
+    )
+    p.add_argument("sim_source", metavar="SOURCE", help=f"one of: {', '.join(simulator_names())}")
+    p.add_argument("sim_args", nargs=argparse.REMAINDER, help="the simulator's own options")
+    p.set_defaults(func=cmd_simulate)
 
-    for name in simulator_names():
-        module = load_simulator(name)
-        sp = sims.add_parser(name, help=(module.__doc__ or "").strip().splitlines()[0])
-        sp.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
-        module.add_arguments(sp)
-        sp.set_defaults(func=cmd_simulate)
-
-    for name in source_names():
-        try:
-            plugin = load_plugin(name)
-        except UnknownSource:
-            continue
-        if plugin.add_commands is not None:
-            plugin.add_commands(sub)
+    # Source verbs (sync, report, migrate, login) need their source module imported; only
+    # do that when such a verb is asked for, so that one source's missing optional
+    # dependency can never stop another source's agent from starting.
+    if with_source_commands:
+        for name in source_names():
+            try:
+                plugin = load_plugin(name)
+            except UnknownSource as exc:
+                log.debug("source %s unavailable: %s", name, exc)
+                continue
+            if plugin.add_commands is not None:
+                plugin.add_commands(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    first = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(with_source_commands=first not in CORE_COMMANDS)
     args = parser.parse_args(argv)
     # The source's own verbs (sync, report, migrate) share run's exit conventions.
     source = getattr(args, "source", None)

@@ -67,12 +67,16 @@ class Deliverer:
         self._stop = threading.Event()
         self._delivered_since_lost = 0
         self._retry_after: float | None = None
+        self._lost_since = 0.0
+        self._last_warned = 0.0
 
     # -- one pass ---------------------------------------------------------------------
 
     def flush(self, deadline: float | None = None) -> Flush:
-        """Deliver until the buffer is empty, a transient failure, or the deadline."""
+        """Deliver until the buffer is empty, a transient failure, the deadline or ``stop``."""
         while True:
+            if self._stop.is_set() and deadline is None:
+                return Flush.DEADLINE
             if deadline is not None and time.monotonic() >= deadline:
                 return Flush.DEADLINE if self.buffer.pending else Flush.EMPTY
             rows = self.buffer.peek(self.batch_size)
@@ -150,8 +154,19 @@ class Deliverer:
             )
             if self._on_lost is not None:
                 self._on_lost(reason)
-        elif reason != self.status.last_error:
-            log.warning("InfluxDB still unavailable: %s", reason)
+            self._lost_since = time.monotonic()
+            self._last_warned = self._lost_since
+        elif reason != self.status.last_error or time.monotonic() - self._last_warned > 300:
+            # Changed reasons at once, the same one as a reminder every 5 minutes.
+            self._last_warned = time.monotonic()
+            log.warning(
+                "InfluxDB still unavailable after %.0fs: %s; %d points in the buffer",
+                self._last_warned - self._lost_since,
+                reason,
+                self.buffer.pending,
+            )
+        else:
+            log.debug("InfluxDB still unavailable: %s", reason)
         self.status.last_error = reason
 
     # -- background loop ----------------------------------------------------------------

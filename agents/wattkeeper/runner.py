@@ -268,9 +268,12 @@ class Agent:
         if self.plugin.streaming and self.source is not None:
             cast(StreamingSource, self.source).stop()
             self._commit_stream()
-        self.deliverer.stop()
-        delivery.join(self.cfg.influxdb.timeout + 1)
+        # The whole shutdown is bounded by flush_timeout, even if the delivery thread is
+        # stuck in a request to an InfluxDB that does not answer: its rows are not acked,
+        # so they stay in the buffer for the next start.
         deadline = time.monotonic() + self.cfg.agent.flush_timeout
+        self.deliverer.stop()
+        delivery.join(max(0.0, deadline - time.monotonic()))
         if not delivery.is_alive():
             self.deliverer.flush(deadline)
         pending = self.buffer.pending
