@@ -1,0 +1,46 @@
+# wattkeeper: `make demo` runs the appliance, `make test` runs the tests.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: help deps venv influxd test test-fast test-faults lint format demo demo-clean bench wheel clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+deps: ## install the Debian packages the tests and the demo need (podman, debootstrap)
+	bash scripts/install-deps.sh
+
+$(VENV)/.installed: requirements-dev.txt agents/pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-dev.txt -e 'agents[luxtronik]'
+	touch $@
+
+venv: $(VENV)/.installed ## create the virtualenv with the agent and the dev tools
+
+influxd: ## find or build the InfluxDB 2 used by tests and demo (cached in ~/.cache/wattkeeper)
+	bash scripts/build-influxd.sh
+
+test: venv influxd ## run every test (real InfluxDB, simulators, systemd containers)
+	$(PY) -m pytest tests
+
+test-fast: venv influxd ## the tests without the slow fault cases
+	WATTKEEPER_TEST_OUTAGE_SECONDS=10 $(PY) -m pytest tests -m "not slow"
+
+lint: venv ## ruff, formatting and mypy
+	$(VENV)/bin/ruff check agents tests
+	$(VENV)/bin/ruff format --check agents tests
+	cd agents && ../$(VENV)/bin/mypy wattkeeper
+
+format: venv ## apply ruff formatting and safe fixes
+	$(VENV)/bin/ruff check --fix agents tests
+	$(VENV)/bin/ruff format agents tests
+
+wheel: venv ## build the agent wheel into dist/
+	$(PY) -m build --wheel --outdir dist agents
+
+clean: ## remove the virtualenv and build output (keeps ~/.cache/wattkeeper)
+	rm -rf $(VENV) dist agents/build agents/*.egg-info
