@@ -128,7 +128,7 @@ class _Webhook(BaseHTTPRequestHandler):
     posts: list[str] = []
     status = 200
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
         type(self).posts.append(json.loads(body).get("text", ""))
         self.send_response(type(self).status)

@@ -37,7 +37,7 @@ def test_timestamps_are_utc_nanoseconds_and_naive_is_refused() -> None:
     assert to_ns(t) == to_ns(datetime(2024, 10, 27, 0, 30, tzinfo=UTC))
     assert to_ns(datetime(1970, 1, 1, 0, 0, 1, 5, tzinfo=UTC)) == 1_000_005_000
     with pytest.raises(ValueError, match="timezone-aware"):
-        to_ns(datetime(2024, 1, 1))  # noqa: DTZ001
+        to_ns(datetime(2024, 1, 1))
 
 
 def test_point_without_fields_is_refused() -> None:
