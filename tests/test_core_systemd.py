@@ -22,7 +22,7 @@ TINY = "tiny_source:PLUGIN"
 def _parse_journal_datagram(data: bytes) -> dict[str, str]:
     fields: dict[str, str] = {}
     while data:
-        line, sep, rest = data.partition(b"\n")
+        line, _, rest = data.partition(b"\n")
         if b"=" in line:
             k, _, v = line.partition(b"=")
             fields[k.decode()] = v.decode()
