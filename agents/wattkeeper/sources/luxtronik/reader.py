@@ -1,0 +1,193 @@
+"""Read every value of a Luxtronik 2 controller with python-luxtronik, safely.
+
+python-luxtronik owns the protocol (commands 3003/3004/3005, the version string, the unit
+conversions); this module only makes its socket strict. The library 0.3.14 connects in its
+constructor, has no timeout, and swallows a short ``recv`` as a debug message, so a
+firmware that closes the socket mid-answer would silently hand back a truncated, shifted
+list. We give it a socket whose ``recv(n)`` returns exactly n bytes or raises, under one
+deadline for the whole poll. Nothing here ever writes to the controller.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import socket
+import struct
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+import luxtronik
+from luxtronik.calculations import Calculations
+from luxtronik.parameters import Parameters
+from luxtronik.visibilities import Visibilities
+
+GROUPS = ("parameters", "calculations", "visibilities")
+
+Value = float | str
+Values = dict[str, dict[str, Value]]
+
+
+class ReadError(Exception):
+    """The controller did not give a complete answer (closed, timed out, garbled)."""
+
+
+class _StrictSocket:
+    """The three socket methods python-luxtronik uses, with exact reads and a deadline."""
+
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        self._sock = sock
+        self._deadline = deadline
+        self._rfile = sock.makefile("rb")
+
+    def _arm(self) -> None:
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the controller did not finish answering in time")
+        self._sock.settimeout(left)
+
+    def sendall(self, data: bytes) -> None:
+        self._arm()
+        self._sock.sendall(data)
+
+    def recv(self, n: int) -> bytes:
+        self._arm()
+        data = self._rfile.read(n)
+        if len(data) < n:
+            raise ReadError("the controller closed the connection mid-answer")
+        return data
+
+    def close(self) -> None:
+        self._rfile.close()
+        self._sock.close()
+
+
+class _Client(luxtronik.Luxtronik):  # type: ignore[misc]
+    """python-luxtronik's client, connecting per read (not in the constructor), read-only."""
+
+    def __init__(self, host: str, port: int, timeout: float) -> None:
+        # Deliberately not calling super().__init__: it would connect right away.
+        self._host = host
+        self._port = port
+        self._timeout = timeout
+        self._socket: _StrictSocket | None = None
+        self.calculations = Calculations()
+        self.parameters = Parameters(safe=True)
+        self.visibilities = Visibilities()
+
+    def _connect(self) -> None:
+        deadline = time.monotonic() + self._timeout
+        sock = socket.create_connection((self._host, self._port), timeout=self._timeout)
+        self._socket = _StrictSocket(sock, deadline)
+
+    def write(self) -> None:  # pragma: no cover - guard against a future caller
+        raise RuntimeError("wattkeeper reads the heat pump; it never writes to it")
+
+    def tables(self) -> dict[str, dict[int, Any]]:
+        return {
+            "parameters": self.parameters.parameters,
+            "calculations": self.calculations.calculations,
+            "visibilities": self.visibilities.visibilities,
+        }
+
+
+def field_value(value: Any) -> Value | None:
+    """A converted python-luxtronik value as an InfluxDB field value (None = skip).
+
+    Numbers become floats; booleans 0.0/1.0 (so they graph and average as duty cycles);
+    timestamps Unix seconds; selections, IP addresses and the firmware version strings.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return 1.0 if value else 0.0
+    if isinstance(value, int | float):
+        f = float(value)
+        return f if math.isfinite(f) else None
+    if isinstance(value, datetime):
+        return float(value.timestamp())
+    return str(value)
+
+
+class Reader:
+    """Reads parameters, calculations and visibilities in one connection per poll."""
+
+    def __init__(self, host: str, port: int, timeout: float) -> None:
+        self.host = host
+        self.port = port
+        self.client = _Client(host, port, timeout)
+        # The library logs every connect at INFO: 4 lines per poll in the journal.
+        lib_log = logging.getLogger("Luxtronik")
+        if lib_log.level == logging.NOTSET:
+            lib_log.setLevel(logging.WARNING)
+
+    def read(self) -> Values:
+        """One complete read, or ReadError/OSError; never a partial result."""
+        tables = self.client.tables()
+        # python-luxtronik keeps values in class-level tables: clear the previous poll's
+        # values so a value this poll did not deliver cannot reappear.
+        for table in tables.values():
+            for entry in table.values():
+                entry.value = None
+        try:
+            self.client.read()
+        except struct.error as exc:
+            raise ReadError(f"garbled answer: {exc}") from exc
+        finally:
+            sock = self.client._socket
+            if sock is not None:
+                sock.close()
+                self.client._socket = None
+        out: Values = {}
+        for group, table in tables.items():
+            values: dict[str, Value] = {}
+            for _index, entry in sorted(table.items()):
+                v = field_value(entry.value)
+                if v is not None:
+                    values[entry.name] = v
+            out[group] = values
+        return out
+
+
+def iter_values(values: Values) -> Iterator[tuple[str, str, Value]]:
+    for group in GROUPS:
+        for name, value in values.get(group, {}).items():
+            yield group, name, value
+
+
+def unit_map() -> dict[tuple[str, str], str]:
+    """(group, name) -> the unit python-luxtronik gives the value, for human CSV headers."""
+    tables = {
+        "parameters": Parameters.parameters,
+        "calculations": Calculations.calculations,
+        "visibilities": Visibilities.visibilities,
+    }
+    out: dict[tuple[str, str], str] = {}
+    for group, table in tables.items():
+        for entry in table.values():
+            unit = _UNITS.get(str(entry.measurement_type), "")
+            if unit:
+                out[(group, entry.name)] = unit
+    return out
+
+
+_UNITS = {
+    "celsius": "°C",
+    "kelvin": "K",
+    "bar": "bar",
+    "energy": "kWh",
+    "W": "W",
+    "Hz": "Hz",
+    "rpm": "rpm",
+    "seconds": "s",
+    "hours": "h",
+    "percent": "%",
+    "voltage": "V",
+    "flow": "l/h",
+    "pulses": "pulses",
+    "count": "count",
+    "timestamp": "Unix s",
+    "boolean": "0/1",
+}

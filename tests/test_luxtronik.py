@@ -1,0 +1,291 @@
+"""Luxtronik: the agent reads the simulator over TCP and lands every value in InfluxDB.
+
+Chain under test: `wattkeeper run luxtronik` (the production CLI, a subprocess) ->
+python-luxtronik -> `wattkeeper simulate luxtronik` (another subprocess, the Luxtronik 2
+wire protocol) and -> a real InfluxDB 2. The expected values come from two independent
+readers: the unmodified python-luxtronik client and a raw-socket decoder in this file.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import socket
+import struct
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import luxtronik
+import pytest
+from conftest import Target, agent_config, run_wattkeeper, spawn_wattkeeper, wattkeeper_cmd
+from support.influxd import free_port
+
+from wattkeeper.sources.luxtronik.reader import field_value
+
+FREEZE = "2026-01-15T03:10:00+00:00"  # a cold night, compressor running
+
+
+def wait_for(cond: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+class Sim:
+    def __init__(self, port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
+        self.port = port
+        self.proc = proc
+        self.log = log
+
+    def fault(self, kind: str, count: int = 1) -> None:
+        """Queue a fault for the next ``count`` connections (the simulator's control command)."""
+        code = {"clear": 0, "close": 1, "slow": 2, "short": 3}[kind]
+        with socket.create_connection(("127.0.0.1", self.port), timeout=10) as s:
+            s.sendall(struct.pack(">ii", 9000 + code, count))
+            assert struct.unpack(">ii", _recv_exact(s, 8)) == (9000 + code, count)
+
+
+def _recv_exact(s: socket.socket, n: int) -> bytes:
+    buf = b""
+    while len(buf) < n:
+        chunk = s.recv(n - len(buf))
+        assert chunk, "simulator closed the connection"
+        buf += chunk
+    return buf
+
+
+def raw_read(port: int) -> dict[str, list[int]]:
+    """Decode the three answers straight off the wire, without python-luxtronik."""
+    out: dict[str, list[int]] = {}
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        for cmd, group in ((3003, "parameters"), (3004, "calculations"), (3005, "visibilities")):
+            s.sendall(struct.pack(">ii", cmd, 0))
+            assert struct.unpack(">i", _recv_exact(s, 4))[0] == cmd
+            if cmd == 3004:
+                assert struct.unpack(">i", _recv_exact(s, 4))[0] == 0  # status word
+            (n,) = struct.unpack(">i", _recv_exact(s, 4))
+            fmt, size = (">b", 1) if cmd == 3005 else (">i", 4)
+            data = _recv_exact(s, n * size)
+            out[group] = [
+                struct.unpack(fmt, data[i : i + size])[0] for i in range(0, len(data), size)
+            ]
+    return out
+
+
+@pytest.fixture
+def start_sim(tmp_path: Path) -> Iterator[Callable[..., Sim]]:
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(*extra: str) -> Sim:
+        port = free_port()
+        log = tmp_path / f"sim-{port}.log"
+        proc = subprocess.Popen(
+            [*wattkeeper_cmd(), "simulate", "luxtronik", "--listen", f"127.0.0.1:{port}", *extra],
+            stdout=log.open("ab"),
+            stderr=subprocess.STDOUT,
+        )
+        procs.append(proc)
+
+        def listening() -> bool:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                return True
+            except OSError:
+                assert proc.poll() is None, log.read_text()
+                return False
+
+        wait_for(listening, 20, "the simulator to listen")
+        return Sim(port, proc, log)
+
+    yield start
+    for p in procs:
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def lux_config(tmp_path: Path, target: Target | None, port: int, **keys: Any) -> Path:
+    extra_agent = keys.pop("agent", {})
+    table = {
+        "host": "127.0.0.1",
+        "port": port,
+        "interval": "1s",
+        "timeout": "5s",
+        "min_spacing": "100ms",
+        "report_dir": str(tmp_path / "reports"),
+    }
+    table.update(keys)
+    return agent_config(tmp_path, target, "luxtronik", table, agent=extra_agent)
+
+
+def influx_fields(target: Target, group: str) -> dict[str, Any]:
+    rows = target.query(
+        '|> range(start: 0) |> filter(fn: (r) => r._measurement == "luxtronik" '
+        f'and r.group == "{group}") |> last()'
+    )
+    return {r["_field"]: r["_value"] for r in rows}
+
+
+def test_poll_lands_every_value(
+    start_sim: Callable[..., Sim], target: Target, tmp_path: Path
+) -> None:
+    sim = start_sim("--freeze-at", FREEZE)
+    cfg = lux_config(tmp_path, target, sim.port)
+    t0 = time.time()
+    res = run_wattkeeper("run", "luxtronik", "-c", cfg, "--once")
+    assert res.returncode == 0, res.stderr
+
+    # Expected: the unmodified python-luxtronik client reading the same (frozen) simulator.
+    lib = luxtronik.Luxtronik("127.0.0.1", sim.port)
+    tables = {
+        "parameters": lib.parameters.parameters,
+        "calculations": lib.calculations.calculations,
+        "visibilities": lib.visibilities.visibilities,
+    }
+    total = 0
+    for group, table in tables.items():
+        expected = {e.name: field_value(e.value) for e in table.values() if e.value is not None}
+        got = influx_fields(target, group)
+        assert set(got) == set(expected), group
+        for name, want in expected.items():
+            value = got[name]
+            if isinstance(want, str):
+                assert value == want, name
+            else:
+                assert math.isclose(float(value), want, rel_tol=1e-9, abs_tol=1e-9), name
+        total += len(got)
+    assert total >= 1800  # a real controller's worth of values
+
+    # Spot checks against the raw words on the wire (independent of python-luxtronik).
+    raw = raw_read(sim.port)
+    calc = influx_fields(target, "calculations")
+    par = influx_fields(target, "parameters")
+    assert float(calc["ID_WEB_Temperatur_TVL"]) == raw["calculations"][10] / 10
+    assert float(calc["ID_WEB_Temperatur_TA"]) == raw["calculations"][15] / 10 < 0  # signed
+    assert float(calc["ID_WEB_LIN_HD"]) == raw["calculations"][180] / 100  # bar
+    assert float(calc["ID_WEB_LIN_ND"]) == raw["calculations"][181] / 100
+    assert float(calc["ID_WEB_WMZ_Heizung"]) == raw["calculations"][151] / 10  # kWh
+    assert float(calc["ID_WEB_Zaehler_BetrZeitImpVD1"]) == raw["calculations"][57]
+    assert float(calc["ID_WEB_VD1out"]) == 1.0  # bool as 0/1
+    version = "".join(chr(c) for c in raw["calculations"][81:90]).strip("\x00")
+    assert calc["ID_WEB_SoftStand"] == version == "V3.88.1"
+    assert calc["ID_WEB_AdresseIP_akt"] == "192.168.20.180"
+    assert calc["ID_WEB_WP_BZ_akt"] == "heating"
+    assert float(par["ID_Einst_BWS_akt"]) == raw["parameters"][2] / 10 == 50.0
+    assert par["ID_Ba_Hz_akt"] == "Automatic"
+    assert len(raw["visibilities"]) == len(influx_fields(target, "visibilities"))
+
+    # One timestamp per poll (the poll time, UTC), the same for the three groups.
+    rows = target.query(
+        '|> range(start: 0) |> filter(fn: (r) => r._measurement == "luxtronik" and '
+        'r._field == "ID_WEB_Temperatur_TVL")'
+    )
+    assert len(rows) == 1
+    when = datetime.fromisoformat(rows[0]["_time"].replace("Z", "+00:00")).timestamp()
+    assert t0 - 1 <= when <= time.time()
+
+    # The poll also went into the local history for the CSV reports.
+    rep = run_wattkeeper("report", "luxtronik", "-c", cfg)
+    assert rep.returncode == 0, rep.stderr
+    daily = next((tmp_path / "reports").glob("*_daily.csv")).read_text().splitlines()
+    assert len(daily) == 2
+    assert len(daily[0].split(",")) == 1 + total
+
+
+@pytest.mark.parametrize(
+    ("fault", "message"),
+    [
+        ("close", "closed the connection mid-answer"),
+        ("short", "returned only 90 values (luxtronik.min_values = 100); poll rejected"),
+        ("slow", "timed out"),
+    ],
+)
+def test_fault_fails_one_poll_then_recovers(
+    start_sim: Callable[..., Sim], target: Target, tmp_path: Path, fault: str, message: str
+) -> None:
+    sim = start_sim("--slow-seconds", "3", "--short-count", "30")
+    cfg = lux_config(tmp_path, target, sim.port, timeout="1500ms")
+    sim.fault(fault)
+    res = run_wattkeeper("run", "luxtronik", "-c", cfg, "--once")
+    assert res.returncode == 75, res.stderr
+    assert message in res.stderr
+    assert "Traceback" not in res.stderr
+    assert target.count("luxtronik", "ID_WEB_Temperatur_TVL") == 0
+    if fault == "slow":
+        time.sleep(2)  # the controller is still busy with the slow answer
+    res = run_wattkeeper("run", "luxtronik", "-c", cfg, "--once")
+    assert res.returncode == 0, res.stderr
+    assert target.count("luxtronik", "ID_WEB_Temperatur_TVL") == 1
+
+
+def test_running_agent_survives_faults(
+    start_sim: Callable[..., Sim], target: Target, tmp_path: Path
+) -> None:
+    sim = start_sim("--slow-seconds", "2", "--time-scale", "60")
+    cfg = lux_config(
+        tmp_path, target, sim.port, interval="500ms", timeout="1s", agent={"metrics_interval": "1s"}
+    )
+    sim.fault("close", 2)
+    sim.fault("short", 1)
+    sim.fault("slow", 1)
+    log = tmp_path / "agent.log"
+    agent = spawn_wattkeeper("run", "luxtronik", "-c", cfg, log=log)
+    try:
+        wait_for(
+            lambda: target.count("luxtronik", "ID_WEB_Temperatur_TVL") >= 3,
+            60,
+            "polls after faults",
+        )
+        assert agent.poll() is None, log.read_text()
+
+        def errors() -> float:
+            rows = target.query(
+                '|> range(start: 0) |> filter(fn: (r) => r._measurement == "wattkeeper_agent" '
+                'and r._field == "poll_errors") |> last()'
+            )
+            return float(rows[0]["_value"]) if rows else 0.0
+
+        wait_for(lambda: errors() >= 4, 20, "poll_errors to count the four faults")
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        assert agent.wait(30) == 0
+    text = log.read_text()
+    assert text.count("closed the connection mid-answer") == 2
+    assert "poll rejected" in text
+    assert "timed out" in text
+    assert "Traceback" not in text
+    # Values moved on between polls (the simulated clock runs 60x): not a replayed answer.
+    rows = target.query(
+        '|> range(start: 0) |> filter(fn: (r) => r._measurement == "luxtronik" and '
+        'r._field == "ID_WEB_Zaehler_BetrZeitVD1")'
+    )
+    values = [float(r["_value"]) for r in rows]
+    assert values == sorted(values) and values[-1] > values[0]
+
+
+def test_bad_config_is_one_line(tmp_path: Path) -> None:
+    cfg = lux_config(tmp_path, None, 8889, report_time="7am")
+    res = run_wattkeeper("run", "luxtronik", "-c", cfg, "--once")
+    assert res.returncode == 78
+    assert res.stderr.strip().splitlines() == [
+        f'wattkeeper: configuration error: {cfg}: luxtronik.report_time: "7am" is not a time '
+        'like "07:00"'
+    ]
+
+
+def test_unreachable_controller_is_a_poll_error(tmp_path: Path) -> None:
+    cfg = lux_config(tmp_path, None, free_port())
+    res = run_wattkeeper("run", "luxtronik", "-c", cfg, "--once")
+    assert res.returncode == 75
+    assert "Luxtronik controller 127.0.0.1:" in res.stderr
+    assert "Traceback" not in res.stderr
