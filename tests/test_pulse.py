@@ -7,6 +7,7 @@ Helpers here are shared by the other test_pulse_*.py files.
 
 from __future__ import annotations
 
+import itertools
 import signal
 import socket
 import subprocess
@@ -193,7 +194,7 @@ def raw_series(target: Target, channel_name: str, field_name: str) -> list[tuple
 
 def truth_power(times: list[int], ppk: float) -> dict[int, float]:
     """ns -> W for every pulse but the first: 3.6e6 / (ppk * seconds since the previous)."""
-    return {b: 3.6e6 / (ppk * (b - a) / 1e9) for a, b in zip(times, times[1:], strict=False)}
+    return {b: 3.6e6 / (ppk * (b - a) / 1e9) for a, b in itertools.pairwise(times)}
 
 
 # ---------------------------------------------------------------------------
@@ -243,7 +244,7 @@ def test_known_train_lands_exactly_on_three_channels(
     assert pulses == {"import": n, "export": n, "generate": n}
 
     profile = {"import": (1000, 36000.0), "export": (500, 9000.0)}
-    for name, (ppk, watts) in profile.items():
+    for name, (_ppk, watts) in profile.items():
         times = truth.sent(name)
         assert [t for t, _ in raw_series(target, name, "pulses")] == times
         power = raw_series(target, name, "power_w")
@@ -260,7 +261,7 @@ def test_known_train_lands_exactly_on_three_channels(
     # The train starts 1800 J / 36000 W = 50 ms before its first pulse.
     t0 = times[0] - 50_000_000
     inside = 0
-    for (a, b), w in zip(zip(times, times[1:], strict=False), power.values(), strict=True):
+    for (a, b), w in zip(itertools.pairwise(times), power.values(), strict=True):
         assert w == pytest.approx(expected[b], rel=1e-9)
         step_a, step_b = (a - t0) // 10**9, (b - t0) // 10**9
         if step_a == step_b:
