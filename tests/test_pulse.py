@@ -213,7 +213,7 @@ def test_known_train_lands_exactly_on_three_channels(
         "--profile",
         "import=constant:36000",
         "--profile",
-        "export=constant:9000",
+        "export=constant:45000",
         "--profile",
         "generate=steps:36000,12000@1s",
         "--count",
@@ -243,7 +243,7 @@ def test_known_train_lands_exactly_on_three_channels(
     pulses = per_channel(target, "pulses", "sum")
     assert pulses == {"import": n, "export": n, "generate": n}
 
-    profile = {"import": (1000, 36000.0), "export": (500, 9000.0)}
+    profile = {"import": (1000, 36000.0), "export": (500, 45000.0)}
     for name, (_ppk, watts) in profile.items():
         times = truth.sent(name)
         assert [t for t, _ in raw_series(target, name, "pulses")] == times
