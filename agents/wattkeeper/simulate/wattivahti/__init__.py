@@ -1,0 +1,118 @@
+"""WattiVahti portal: B2C token endpoint (rotating refresh tokens) and meterdata2.
+
+Endpoints (any path prefix): POST .../oauth2/v2.0/token, GET .../oauth2/v2.0/authorize
+(signs the user in at once and redirects with a PKCE code), GET .../meterdata2. Test
+controls: GET /_stats, POST /_fault {"kind": K, "count": N} (K: 500, 503, hang, nonjson,
+empty for meterdata2; token500 for the token endpoint), POST /_tokens {"refresh_token"}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+from datetime import date
+from types import FrameType
+
+from wattkeeper.config import parse_duration
+from wattkeeper.simulate.wattivahti.data import local_midnight
+from wattkeeper.simulate.wattivahti.server import FAULTS, Portal, PortalServer
+from wattkeeper.simulate.wattivahti.tokens import TokenIssuer
+
+log = logging.getLogger("wattkeeper.simulate.wattivahti")
+DEFAULT_CLIENT_ID = "84ebdb93-9ea6-42c7-bd7d-302abf7556fa"
+
+
+def _listen(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT")
+    return host, int(port)
+
+
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _fault(text: str) -> list[str]:
+    kind, _, count = text.partition(":")
+    if kind not in FAULTS or (count and not count.isdigit()):
+        raise argparse.ArgumentTypeError(f"use KIND[:COUNT], KIND one of {', '.join(FAULTS)}")
+    return [kind] * int(count or 1)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--listen", type=_listen, required=True, metavar="HOST:PORT")
+    parser.add_argument(
+        "--initial-refresh-token",
+        action="append",
+        default=[],
+        metavar="TOKEN",
+        help="a refresh token the portal accepts (once; it rotates); may repeat",
+    )
+    parser.add_argument("--client-id", default=DEFAULT_CLIENT_ID)
+    parser.add_argument("--refresh-token-lifetime", type=_duration, default=14 * 86400.0)
+    parser.add_argument("--access-token-lifetime", type=_duration, default=3600.0)
+    parser.add_argument(
+        "--quarter-hour-since",
+        type=date.fromisoformat,
+        default=date(2025, 10, 1),
+        metavar="YYYY-MM-DD",
+        help="local date from which PT15MIN data exists (PT1H only before)",
+    )
+    parser.add_argument(
+        "--lag", type=_duration, default=0.0, help="data exists up to now minus this"
+    )
+    parser.add_argument(
+        "--delay", type=_duration, default=0.0, help="wait before each meterdata2 answer"
+    )
+    parser.add_argument("--hang", type=_duration, default=30.0, help="length of a 'hang' fault")
+    parser.add_argument(
+        "--fault",
+        type=_fault,
+        action="append",
+        default=[],
+        metavar="KIND[:COUNT]",
+        help=f"queue faults for the next requests ({', '.join(FAULTS)})",
+    )
+
+
+def serve(args: argparse.Namespace) -> int:
+    issuer = TokenIssuer(
+        args.client_id,
+        args.refresh_token_lifetime,
+        args.access_token_lifetime,
+        list(args.initial_refresh_token),
+    )
+    portal = Portal(
+        issuer,
+        quarter_since=local_midnight(args.quarter_hour_since),
+        lag=args.lag,
+        delay=args.delay,
+        hang=args.hang,
+        faults=[k for group in args.fault for k in group],
+    )
+    server = PortalServer(args.listen, portal)
+
+    def stop(_signum: int, _frame: FrameType | None) -> None:
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    host, port = server.server_address[:2]
+    log.info(
+        "WattiVahti simulator on http://%s:%s (PT15MIN since %s, %d initial token(s))",
+        host,
+        port,
+        args.quarter_hour_since,
+        len(args.initial_refresh_token),
+    )
+    try:
+        server.serve_forever(poll_interval=0.2)
+    finally:
+        server.server_close()
+    return 0

@@ -1,0 +1,222 @@
+"""HTTP side of the WattiVahti simulator: B2C endpoints, meterdata2, faults, stats."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections import Counter, deque
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+from wattkeeper.simulate.wattivahti.data import STEPS, parse_bound, series
+from wattkeeper.simulate.wattivahti.tokens import OAuthError, TokenIssuer
+
+log = logging.getLogger("wattkeeper.simulate.wattivahti")
+
+METER_FAULTS = ("500", "503", "hang", "nonjson", "empty")
+TOKEN_FAULTS = ("token500",)
+FAULTS = METER_FAULTS + TOKEN_FAULTS
+
+
+class Portal:
+    """Everything the handlers share; one lock for the counters and the fault queue."""
+
+    def __init__(
+        self,
+        issuer: TokenIssuer,
+        *,
+        quarter_since: datetime,
+        lag: float,
+        delay: float,
+        hang: float,
+        faults: list[str],
+    ) -> None:
+        self.issuer = issuer
+        self.quarter_since = quarter_since
+        self.lag = lag
+        self.delay = delay
+        self.hang = hang
+        self.faults: deque[str] = deque(faults)
+        self.lock = threading.Lock()
+        self.counts: Counter[str] = Counter()
+        self.served: Counter[str] = Counter()
+        self.recent: deque[dict[str, str]] = deque(maxlen=500)
+
+    def take_fault(self, kinds: tuple[str, ...]) -> str | None:
+        with self.lock:
+            if self.faults and self.faults[0] in kinds:
+                kind = self.faults.popleft()
+                self.served[kind] += 1
+                return kind
+        return None
+
+    def stats(self) -> dict[str, Any]:
+        with self.lock:
+            return {
+                "counts": dict(self.counts),
+                "faults_served": dict(self.served),
+                "faults_pending": list(self.faults),
+                "refresh_tokens_issued": self.issuer.issued,
+                "token_refused": self.issuer.refused,
+                "valid_refresh_tokens": self.issuer.valid_refresh_count(),
+                "meterdata_requests": list(self.recent),
+            }
+
+
+class Handler(BaseHTTPRequestHandler):
+    server: PortalServer
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, fmt: str, *args: Any) -> None:
+        log.debug("%s %s", self.address_string(), fmt % args)
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _send(
+        self, status: int, body: bytes, ctype: str, headers: dict[str, str] | None = None
+    ) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _json(self, status: int, doc: Any, headers: dict[str, str] | None = None) -> None:
+        self._send(status, json.dumps(doc).encode(), "application/json; charset=utf-8", headers)
+
+    def _body(self) -> bytes:
+        n = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(n) if n else b""
+
+    # -- routes ---------------------------------------------------------------------------
+
+    def do_GET(self) -> None:
+        parts = urlsplit(self.path)
+        q = {k: v[0] for k, v in parse_qs(parts.query).items()}
+        portal = self.server.portal
+        if parts.path == "/_stats":
+            self._json(200, portal.stats())
+        elif parts.path.endswith("/oauth2/v2.0/authorize"):
+            self._authorize(q)
+        elif parts.path.endswith("/meterdata2"):
+            with portal.lock:
+                portal.counts["meterdata2"] += 1
+            self._meterdata(q)
+        else:
+            self._json(404, {"Message": f"no route {parts.path}"})
+
+    def do_POST(self) -> None:
+        parts = urlsplit(self.path)
+        body = self._body()
+        portal = self.server.portal
+        if parts.path.endswith("/oauth2/v2.0/token"):
+            with portal.lock:
+                portal.counts["token"] += 1
+            form = {k: v[0] for k, v in parse_qs(body.decode()).items()}
+            self._token(form)
+        elif parts.path == "/_fault":
+            doc = json.loads(body or b"{}")
+            kind, count = str(doc.get("kind", "")), int(doc.get("count", 1))
+            if kind not in FAULTS:
+                self._json(400, {"error": f"kind must be one of {', '.join(FAULTS)}"})
+                return
+            with portal.lock:
+                portal.faults.extend([kind] * count)
+            self._json(200, {"queued": list(portal.faults)})
+        elif parts.path == "/_tokens":
+            doc = json.loads(body or b"{}")
+            portal.issuer.add_refresh(str(doc["refresh_token"]))
+            self._json(200, {"ok": True})
+        else:
+            self._json(404, {"Message": f"no route {parts.path}"})
+
+    def _authorize(self, q: dict[str, str]) -> None:
+        try:
+            code = self.server.portal.issuer.authorize(q)
+        except OAuthError as exc:
+            self._json(400, {"error": exc.error, "error_description": exc.description})
+            return
+        params = urlencode({"state": q.get("state", ""), "code": code})
+        sep = "#" if q.get("response_mode", "fragment") == "fragment" else "?"
+        location = f"{q.get('redirect_uri', '')}{sep}{params}"
+        self._send(302, b"", "text/plain", {"Location": location})
+
+    def _token(self, form: dict[str, str]) -> None:
+        portal = self.server.portal
+        if portal.take_fault(TOKEN_FAULTS):
+            self._send(500, b"<html>Internal Server Error</html>", "text/html")
+            return
+        try:
+            doc = portal.issuer.token(form)
+        except OAuthError as exc:
+            log.info("token endpoint refused: %s %s", exc.error, exc.description[:60])
+            self._json(400, {"error": exc.error, "error_description": exc.description})
+            return
+        self._json(200, doc)
+
+    def _meterdata(self, q: dict[str, str]) -> None:
+        portal = self.server.portal
+        auth = self.headers.get("Authorization", "")
+        if not auth.startswith("Bearer ") or not portal.issuer.access_valid(auth[7:]):
+            self._json(401, {"Message": "Authorization has been denied for this request."})
+            return
+        try:
+            mp = q["meteringPointCode"]
+            mtype = int(q["measurementType"])
+            start, stop = parse_bound(q["start"]), parse_bound(q["stop"])
+            resolution = q.get("resultStep", "PT1H")
+            if resolution not in STEPS or mtype not in (1, 6):
+                raise ValueError(f"bad resultStep {resolution} or measurementType {mtype}")
+        except (KeyError, ValueError) as exc:
+            self._json(400, {"Message": f"The request is invalid: {exc}"})
+            return
+        with portal.lock:
+            portal.recent.append(
+                {
+                    "start": q["start"],
+                    "stop": q["stop"],
+                    "resultStep": resolution,
+                    "measurementType": str(mtype),
+                }
+            )
+        if portal.delay:
+            time.sleep(portal.delay)
+        fault = portal.take_fault(METER_FAULTS)
+        if fault in ("500", "503"):
+            headers = {"Retry-After": "1"} if fault == "503" else {}
+            self._json(int(fault), {"Message": "An error has occurred."}, headers)
+            return
+        if fault == "hang":
+            time.sleep(portal.hang)
+            self._json(504, {"Message": "timeout"})
+            return
+        if fault == "nonjson":
+            self._send(200, b"<html><body>Service Unavailable</body></html>", "text/html")
+            return
+        now = datetime.now(UTC)
+        doc = series(
+            metering_point=mp,
+            measurement_type=mtype,
+            start=start,
+            stop=stop,
+            resolution=resolution,
+            quarter_since=portal.quarter_since,
+            data_until=now - timedelta(seconds=portal.lag),
+            empty=fault == "empty",
+        )
+        self._json(200, doc)
+
+
+class PortalServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], portal: Portal) -> None:
+        super().__init__(address, Handler)
+        self.portal = portal

@@ -1,0 +1,143 @@
+"""The Azure AD B2C stand-in: authorization codes (PKCE), rotating refresh tokens.
+
+Like B2C it answers 400 with an OAuth error body; a refresh token is accepted once
+(every refresh returns a new one and spends the old), and expires after its lifetime.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass
+class Grant:
+    expires: float
+    used: bool = False
+    issued: float = 0.0
+
+
+@dataclass
+class Code:
+    challenge: str
+    redirect_uri: str
+    client_id: str
+    used: bool = False
+
+
+class OAuthError(Exception):
+    def __init__(self, error: str, description: str) -> None:
+        super().__init__(description)
+        self.error = error
+        self.description = description
+
+
+class TokenIssuer:
+    def __init__(
+        self, client_id: str, refresh_lifetime: float, access_lifetime: float, initial: list[str]
+    ) -> None:
+        self.client_id = client_id
+        self.refresh_lifetime = refresh_lifetime
+        self.access_lifetime = access_lifetime
+        self.lock = threading.Lock()
+        now = time.time()
+        self.refresh: dict[str, Grant] = {
+            t: Grant(now + refresh_lifetime, issued=now) for t in initial
+        }
+        self.access: dict[str, float] = {}
+        self.codes: dict[str, Code] = {}
+        self.issued = 0
+        self.refused = 0
+
+    def authorize(self, q: dict[str, str]) -> str:
+        if q.get("client_id") != self.client_id:
+            raise OAuthError("unauthorized_client", "AADB2C90057: unknown client_id")
+        if q.get("code_challenge_method") != "S256" or not q.get("code_challenge"):
+            raise OAuthError("invalid_request", "AADB2C90183: PKCE S256 challenge required")
+        code = secrets.token_urlsafe(24)
+        with self.lock:
+            self.codes[code] = Code(q["code_challenge"], q.get("redirect_uri", ""), self.client_id)
+        return code
+
+    def token(self, form: dict[str, str]) -> dict[str, Any]:
+        with self.lock:
+            try:
+                return self._token(form)
+            except OAuthError:
+                self.refused += 1
+                raise
+
+    def _token(self, form: dict[str, str]) -> dict[str, Any]:
+        if form.get("client_id") != self.client_id:
+            raise OAuthError(
+                "unauthorized_client",
+                f"AADB2C90057: The provided application '{form.get('client_id')}' is not "
+                "configured to allow the OAuth 2.0 flow.",
+            )
+        now = time.time()
+        grant = form.get("grant_type")
+        if grant == "refresh_token":
+            token = form.get("refresh_token", "")
+            g = self.refresh.get(token)
+            if g is None or g.used:
+                raise OAuthError(
+                    "invalid_grant", "AADB2C90129: The provided grant has been revoked."
+                )
+            if now >= g.expires:
+                raise OAuthError(
+                    "invalid_grant",
+                    "AADB2C90080: The provided grant has expired. Please re-authenticate "
+                    f"and try again. Current time: {int(now)}, Grant expiration time: "
+                    f"{int(g.expires)}",
+                )
+            g.used = True
+        elif grant == "authorization_code":
+            c = self.codes.get(form.get("code", ""))
+            if c is None or c.used:
+                raise OAuthError("invalid_grant", "AADB2C90090: The provided code is invalid.")
+            c.used = True
+            verifier = form.get("code_verifier", "")
+            digest = hashlib.sha256(verifier.encode()).digest()
+            if base64.urlsafe_b64encode(digest).rstrip(b"=").decode() != c.challenge:
+                raise OAuthError("invalid_grant", "AADB2C90183: The code_verifier is invalid.")
+            if form.get("redirect_uri") != c.redirect_uri:
+                raise OAuthError("invalid_grant", "AADB2C90006: redirect_uri mismatch.")
+        else:
+            raise OAuthError("unsupported_grant_type", f"grant_type {grant!r} not supported")
+        refresh = secrets.token_urlsafe(48)
+        access = secrets.token_urlsafe(48)
+        self.refresh[refresh] = Grant(now + self.refresh_lifetime, issued=now)
+        self.access[access] = now + self.access_lifetime
+        self.issued += 1
+        return {
+            "access_token": access,
+            "id_token": secrets.token_urlsafe(16),
+            "token_type": "Bearer",
+            "not_before": int(now),
+            "expires_in": int(self.access_lifetime),
+            "expires_on": int(now + self.access_lifetime),
+            "resource": "salpa",
+            "scope": form.get("scope", ""),
+            "refresh_token": refresh,
+            "refresh_token_expires_in": int(self.refresh_lifetime),
+        }
+
+    def access_valid(self, token: str) -> bool:
+        with self.lock:
+            exp = self.access.get(token)
+        return exp is not None and time.time() < exp
+
+    def add_refresh(self, token: str) -> None:
+        now = time.time()
+        with self.lock:
+            self.refresh[token] = Grant(now + self.refresh_lifetime, issued=now)
+
+    def valid_refresh_count(self) -> int:
+        now = time.time()
+        with self.lock:
+            return sum(1 for g in self.refresh.values() if not g.used and now < g.expires)
