@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import signal
 import socket
+import sqlite3
 import struct
 import subprocess
 import time
@@ -24,6 +25,7 @@ import pytest
 from conftest import Target, agent_config, run_wattkeeper, spawn_wattkeeper, wattkeeper_cmd
 from support.influxd import free_port
 
+from wattkeeper.sources.luxtronik.diskguard import USAGE_FILE_ENV
 from wattkeeper.sources.luxtronik.reader import field_value
 
 FREEZE = "2026-01-15T03:10:00+00:00"  # a cold night, compressor running
@@ -235,18 +237,21 @@ def test_running_agent_survives_faults(
     cfg = lux_config(
         tmp_path, target, sim.port, interval="500ms", timeout="1s", agent={"metrics_interval": "1s"}
     )
-    sim.fault("close", 2)
-    sim.fault("short", 1)
-    sim.fault("slow", 1)
     log = tmp_path / "agent.log"
     agent = spawn_wattkeeper("run", "luxtronik", "-c", cfg, log=log)
     try:
-        wait_for(
-            lambda: target.count("luxtronik", "ID_WEB_Temperatur_TVL") >= 3,
-            60,
-            "polls after faults",
-        )
-        assert agent.poll() is None, log.read_text()
+        polls = 0
+        # One fault at a time, each followed by a good poll (the core's backoff grows
+        # with consecutive failures: 2.5-5 s after the first).
+        for fault in ("close", "short", "slow", "close"):
+            sim.fault(fault)
+            wait_for(
+                lambda n=polls: target.count("luxtronik", "ID_WEB_Temperatur_TVL") > n + 1,
+                30,
+                f"a good poll after the {fault} fault",
+            )
+            polls = target.count("luxtronik", "ID_WEB_Temperatur_TVL")
+            assert agent.poll() is None, log.read_text()
 
         def errors() -> float:
             rows = target.query(
@@ -289,3 +294,43 @@ def test_unreachable_controller_is_a_poll_error(tmp_path: Path) -> None:
     assert res.returncode == 75
     assert "Luxtronik controller 127.0.0.1:" in res.stderr
     assert "Traceback" not in res.stderr
+
+
+def history_rows(buffer: Path) -> int:
+    if not buffer.exists():
+        return 0
+    db = sqlite3.connect(buffer, timeout=30)
+    try:
+        return int(db.execute("SELECT count(*) FROM luxtronik_history").fetchone()[0])
+    except sqlite3.OperationalError:
+        return 0
+    finally:
+        db.close()
+
+
+def test_disk_guard_pauses_history_but_not_influxdb(
+    start_sim: Callable[..., Sim],
+    target: Target,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sim = start_sim()
+    usage = tmp_path / "disk-usage"
+    usage.write_text("95.5\n")
+    monkeypatch.setenv(USAGE_FILE_ENV, str(usage))
+    cfg = lux_config(tmp_path, target, sim.port, interval="500ms", disk_max_percent=90)
+    buffer = tmp_path / "luxtronik-buffer.sqlite"
+    log = tmp_path / "agent.log"
+    agent = spawn_wattkeeper("run", "luxtronik", "-c", cfg, log=log)
+    try:
+        wait_for(lambda: target.count("luxtronik", "ID_WEB_Temperatur_TVL") >= 3, 30, "polls")
+        assert history_rows(buffer) == 0
+        assert log.read_text().count("history for the CSV reports is paused") == 1  # once
+        usage.write_text("42\n")
+        wait_for(lambda: history_rows(buffer) >= 2, 30, "history to resume")
+        assert "history resumed" in log.read_text()
+        assert agent.poll() is None
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        assert agent.wait(30) == 0
+    assert "disk_max_percent = 90" in log.read_text()

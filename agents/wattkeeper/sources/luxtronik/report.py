@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from wattkeeper.config import EX_CONFIG, EX_TEMPFAIL, ConfigError
+from wattkeeper.point import to_ns
 from wattkeeper.sources.luxtronik.config import LuxtronikSection
 from wattkeeper.sources.luxtronik.history import Column, History, open_history
 from wattkeeper.sources.luxtronik.reader import Value
@@ -130,8 +131,7 @@ def write_csv(
     human: bool,
 ) -> Report:
     """Write the history rows in (start, end] to ``path`` atomically (temp file + rename)."""
-    start_ns = int(start.timestamp()) * 10**9
-    end_ns = int(end.timestamp()) * 10**9
+    start_ns, end_ns = to_ns(start), to_ns(end)
     columns = history.columns(start_ns, end_ns)
     shown, mapping = _layout(columns, patterns)
     units: dict[Column, str] = {}
