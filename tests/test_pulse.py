@@ -506,3 +506,120 @@ def test_simulator_is_a_registered_cli_simulator() -> None:
     assert out.returncode == 0
     assert "--listen" in out.stdout
     assert "household-day" in out.stdout
+
+
+def test_gpiod_loop_uses_kernel_timestamps_and_counts_sequence_gaps() -> None:
+    """The edge loop of the gpiod backend on real gpiod EdgeEvent objects."""
+    import os
+
+    gpiod = pytest.importorskip("gpiod")
+    from wattkeeper.sources.pulse.gpiod_backend import GpiodBackend
+
+    r, w = os.pipe()
+    t = 1_790_000_000 * 10**9
+    rising = gpiod.EdgeEvent.Type.RISING_EDGE.value
+    batches = [
+        # line 20: seq 1, 2, then 5 (two dropped); line 26: 1, 2
+        [gpiod.EdgeEvent(rising, t, 20, 1, 1), gpiod.EdgeEvent(rising, t + 5, 26, 2, 1)],
+        [gpiod.EdgeEvent(rising, t + 10, 20, 3, 2), gpiod.EdgeEvent(rising, t + 20, 20, 6, 5)],
+        [gpiod.EdgeEvent(rising, t + 30, 26, 7, 2)],
+    ]
+
+    class Request:
+        fd = r
+
+        def read_edge_events(self, max_events: int) -> list[Any]:
+            os.read(r, 1)
+            return batches.pop(0)
+
+        def release(self) -> None:
+            pass
+
+    seen: list[tuple[int, int]] = []
+    backend = GpiodBackend("/dev/gpiochip0")
+    backend._request = Request()
+    backend._by_offset = {20: 0, 26: 1}
+    backend.start(lambda i, ns: seen.append((i, ns)))
+    os.write(w, b"xxx")
+    deadline = time.monotonic() + 5
+    while len(seen) < 5 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    backend.close()
+    os.close(r)
+    os.close(w)
+    assert seen == [(0, t), (1, t + 5), (0, t + 10), (0, t + 20), (1, t + 30)]
+    assert backend.missed() == 2
+
+
+def test_rpigpio_backend_drives_the_rpi_gpio_api() -> None:
+    """Setup with pulls, edge detection with bouncetime, callback timestamps in UTC."""
+    from wattkeeper.sources.pulse.backend import PinSpec
+    from wattkeeper.sources.pulse.rpigpio_backend import RpiGpioBackend
+
+    class GPIO:  # the RPi.GPIO API surface the backend uses, recording calls
+        BCM, IN, RISING, FALLING, PUD_UP, PUD_DOWN, PUD_OFF = 11, 1, 31, 32, 22, 21, 20
+        calls: list[tuple[Any, ...]] = []
+        callbacks: dict[int, Callable[[int], None]] = {}
+
+        @classmethod
+        def setwarnings(cls, flag: bool) -> None:
+            pass
+
+        @classmethod
+        def setmode(cls, mode: int) -> None:
+            cls.calls.append(("setmode", mode))
+
+        @classmethod
+        def setup(cls, pin: int, direction: int, pull_up_down: int) -> None:
+            if pin == 99:
+                raise RuntimeError("No access to /dev/mem.  Try running as root!")
+            cls.calls.append(("setup", pin, direction, pull_up_down))
+
+        @classmethod
+        def add_event_detect(cls, pin: int, edge: int, callback: Any, **kw: Any) -> None:
+            cls.calls.append(("detect", pin, edge, kw))
+            cls.callbacks[pin] = callback
+
+        @classmethod
+        def remove_event_detect(cls, pin: int) -> None:
+            cls.calls.append(("remove", pin))
+
+        @classmethod
+        def cleanup(cls, pins: list[int]) -> None:
+            cls.calls.append(("cleanup", pins))
+
+    pins = [
+        PinSpec(0, "import", 20, "rising", "pull-down", 0.005),
+        PinSpec(1, "export", 26, "falling", "pull-up", 0.0),
+    ]
+    backend = RpiGpioBackend(GPIO)
+    assert "RPi.GPIO, pins 20, 26" in backend.open(pins)
+    seen: list[tuple[int, int]] = []
+    backend.start(lambda i, ns: seen.append((i, ns)))
+    before = time.time_ns()
+    GPIO.callbacks[26](26)
+    GPIO.callbacks[20](20)
+    after = time.time_ns()
+    backend.close()
+    assert ("setup", 20, GPIO.IN, GPIO.PUD_DOWN) in GPIO.calls
+    assert ("setup", 26, GPIO.IN, GPIO.PUD_UP) in GPIO.calls
+    assert ("detect", 20, GPIO.RISING, {"bouncetime": 5}) in GPIO.calls
+    assert ("detect", 26, GPIO.FALLING, {}) in GPIO.calls
+    assert ("cleanup", [20, 26]) in GPIO.calls
+    assert [i for i, _ in seen] == [1, 0]
+    assert all(before - 5_000_000 <= ns <= after + 5_000_000 for _, ns in seen)
+    assert backend.missed() == 0
+    with pytest.raises(SourceFatal) as exc:
+        RpiGpioBackend(GPIO).open([PinSpec(0, "x", 99, "rising", "pull-down", 0.0)])
+    assert "pin 99" in str(exc.value)
+    assert "'gpio' group" in str(exc.value)
+
+
+def test_run_once_only_flushes(
+    tmp_path: Path, target: Target, pulse_sim: Callable[..., Sim]
+) -> None:
+    """`run pulse --once` opens the pins, has no pulse train to poll, flushes, exits 0."""
+    sim = pulse_sim()
+    cfg = pulse_config(tmp_path, target, sim, THREE)
+    proc = run_wattkeeper("run", "pulse", "-c", cfg, "--once", timeout=60)
+    assert proc.returncode == 0, proc.stderr
