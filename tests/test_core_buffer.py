@@ -20,10 +20,10 @@ def test_append_peek_ack_in_order(tmp_path: Path) -> None:
     buf = Buffer(tmp_path / "b.sqlite")
     buf.append(lines(0, 10))
     rows = buf.peek(4)
-    assert [r.line for r in rows] == lines(0, 4)
+    assert [r[1] for r in rows] == lines(0, 4)
     buf.ack(rows)
     assert buf.pending == 6
-    assert [r.line for r in buf.peek(100)] == lines(4, 6)
+    assert [r[1] for r in buf.peek(100)] == lines(4, 6)
     st = buf.stats()
     assert st.counters["points_written"] == 4 and st.counters["points_taken"] == 10
 
@@ -67,7 +67,7 @@ def test_bound_by_rows_drops_oldest_and_counts_exactly(tmp_path: Path) -> None:
         buf.append(lines(i, 37))
         total += 37
     assert buf.pending == 100
-    kept = [r.line for r in buf.peek(1000)]
+    kept = [r[1] for r in buf.peek(1000)]
     assert kept == lines(total - 100, 100)  # the newest 100, in order
     st = buf.stats()
     assert st.counters["points_dropped"] == total - 100
@@ -81,7 +81,7 @@ def test_bound_by_bytes_drops_oldest_and_counts_exactly(tmp_path: Path) -> None:
     assert buf.pending == 20
     assert buf.stats().pending_bytes <= 20 * one + 10
     assert buf.stats().counters["points_dropped"] == 30
-    assert buf.peek(1)[0].line == lines(30, 1, width=500)[0]
+    assert buf.peek(1)[0][1] == lines(30, 1, width=500)[0]
 
 
 def test_dead_letter_moves_exactly_one_row(tmp_path: Path) -> None:
@@ -89,10 +89,10 @@ def test_dead_letter_moves_exactly_one_row(tmp_path: Path) -> None:
     buf.append(lines(0, 3))
     bad = buf.peek(3)[1]
     buf.dead_letter(bad, 400, "HTTP 400 invalid: field type conflict")
-    assert [r.line for r in buf.peek(10)] == [lines(0, 1)[0], lines(2, 1)[0]]
+    assert [r[1] for r in buf.peek(10)] == [lines(0, 1)[0], lines(2, 1)[0]]
     st = buf.stats()
     assert st.dead_lettered == 1 and st.counters["points_dead"] == 1
-    assert buf.dead_letters()[0][1] == bad.line
+    assert buf.dead_letters()[0][1] == bad[1]
 
 
 def test_counts_survive_reopen(tmp_path: Path) -> None:

@@ -60,10 +60,9 @@ class BufferStats:
         return max(0.0, (now or time.time()) - self.oldest_created)
 
 
-@dataclass(frozen=True)
-class Row:
-    id: int
-    line: str
+# (id, line): plain tuples straight from sqlite3, because building 5000 objects per batch
+# was a fifth of the delivery time in the drain benchmark.
+Row = tuple[int, str]
 
 
 class Buffer:
@@ -198,12 +197,18 @@ class Buffer:
     def peek(self, limit: int) -> list[Row]:
         """The oldest ``limit`` rows, in order."""
         with self._lock:
-            return [
-                Row(i, line)
-                for i, line in self._db.execute(
-                    "SELECT id, line FROM points ORDER BY id LIMIT ?", (limit,)
-                )
-            ]
+            rows: list[Row] = self._db.execute(
+                "SELECT id, line FROM points ORDER BY id LIMIT ?", (limit,)
+            ).fetchall()
+        return rows
+
+    def peek_after(self, after_id: int, limit: int) -> list[Row]:
+        """The ``limit`` rows following ``after_id`` (the next batch, while one is in flight)."""
+        with self._lock:
+            rows: list[Row] = self._db.execute(
+                "SELECT id, line FROM points WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit)
+            ).fetchall()
+        return rows
 
     def ack(self, rows: list[Row]) -> None:
         """InfluxDB answered 2xx for these rows: delete them.
@@ -213,7 +218,7 @@ class Buffer:
         """
         if not rows:
             return
-        lo, hi = rows[0].id, rows[-1].id
+        lo, hi = rows[0][0], rows[-1][0]
         with self._lock:
             db = self._db
             db.execute("BEGIN IMMEDIATE")
@@ -241,13 +246,13 @@ class Buffer:
             try:
                 got = db.execute(
                     "DELETE FROM points WHERE id = ? RETURNING created, length(CAST(line AS BLOB))",
-                    (row.id,),
+                    (row[0],),
                 ).fetchone()
                 if got is not None:
                     db.execute(
                         "INSERT OR REPLACE INTO dead_letter(id, line, status, error, created, "
                         "rejected) VALUES (?, ?, ?, ?, ?, ?)",
-                        (row.id, row.line, status, error[:2000], got[0], now),
+                        (row[0], row[1], status, error[:2000], got[0], now),
                     )
                     self._bump("points_dead", 1)
                 db.execute("COMMIT")

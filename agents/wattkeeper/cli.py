@@ -111,9 +111,9 @@ def cmd_buffer(args: argparse.Namespace) -> int:
             use_gzip=cfg.influxdb.gzip,
         )
         before = buf.pending
-        outcome = Deliverer(buf, client, batch_size=cfg.influxdb.batch_size).flush(
-            time.monotonic() + args.timeout
-        )
+        outcome = Deliverer(
+            buf, client, batch_size=cfg.influxdb.batch_size, batch_bytes=cfg.influxdb.batch_bytes
+        ).flush(time.monotonic() + args.timeout)
         print(f"delivered {before - buf.pending} points; {buf.pending} pending")
         return 0 if outcome is Flush.EMPTY else EX_TEMPFAIL
     finally:

@@ -148,6 +148,8 @@ class InfluxSection:
     token: str | None = None
     timeout: Duration = 10.0
     batch_size: int = 5000
+    # A batch is also cut at this many bytes of line protocol (wide Luxtronik points).
+    batch_bytes: ByteSize = 8_000_000
     gzip: bool = True
     # Exponential backoff with jitter between failed deliveries.
     retry_initial: Duration = 1.0

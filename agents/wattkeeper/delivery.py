@@ -43,6 +43,33 @@ class DeliveryStatus:
     last_error: str = ""
 
 
+class _Request:
+    """One write in flight on a daemon thread.
+
+    Not a ThreadPoolExecutor: its workers are joined at interpreter exit, so a request
+    hanging on an unresponsive InfluxDB would hold a stopping agent past flush_timeout.
+    """
+
+    def __init__(self, post: Callable[[bytes, float], WriteResult], body: bytes, timeout: float):
+        self._result: WriteResult | None = None
+        self._done = threading.Event()
+        threading.Thread(target=self._run, args=(post, body, timeout), daemon=True).start()
+
+    def _run(
+        self, post: Callable[[bytes, float], WriteResult], body: bytes, timeout: float
+    ) -> None:
+        try:
+            self._result = post(body, timeout)
+        except Exception as exc:  # post never raises for network trouble; be safe anyway
+            self._result = WriteResult(0, type(exc).__name__, str(exc))
+        self._done.set()
+
+    def wait(self, timeout: float | None) -> WriteResult | None:
+        if timeout is not None and timeout <= 0 and not self._done.is_set():
+            return None
+        return self._result if self._done.wait(timeout) else None
+
+
 class Deliverer:
     """Drains the buffer into InfluxDB; runs in its own thread in the agent."""
 
@@ -52,6 +79,7 @@ class Deliverer:
         client: InfluxClient,
         *,
         batch_size: int = 5000,
+        batch_bytes: int = 8_000_000,
         backoff: Backoff | None = None,
         on_lost: Callable[[str], object] | None = None,
         on_restored: Callable[[int], object] | None = None,
@@ -59,6 +87,7 @@ class Deliverer:
         self.buffer = buffer
         self.client = client
         self.batch_size = batch_size
+        self.batch_bytes = batch_bytes
         self.backoff = backoff or Backoff()
         self.status = DeliveryStatus()
         self._on_lost = on_lost
@@ -73,20 +102,48 @@ class Deliverer:
     # -- one pass ---------------------------------------------------------------------
 
     def flush(self, deadline: float | None = None) -> Flush:
-        """Deliver until the buffer is empty, a transient failure, the deadline or ``stop``."""
-        while True:
-            if self._stop.is_set() and deadline is None:
+        """Deliver until the buffer is empty, a transient failure, the deadline or ``stop``.
+
+        Pipelined: while InfluxDB works on batch N+1, batch N is acknowledged in SQLite and
+        batch N+2 is read and compressed. One request is in flight at a time, oldest first,
+        and a batch leaves the buffer only after its own 2xx.
+        """
+        rows = self._cap(self.buffer.peek(self.batch_size))
+        body = self.client.encode([line for _, line in rows]) if rows else b""
+        while rows:
+            if (self._stop.is_set() and deadline is None) or (
+                deadline is not None and time.monotonic() >= deadline
+            ):
                 return Flush.DEADLINE
-            if deadline is not None and time.monotonic() >= deadline:
-                return Flush.DEADLINE if self.buffer.pending else Flush.EMPTY
-            rows = self.buffer.peek(self.batch_size)
-            if not rows:
-                return Flush.EMPTY
+            inflight = _Request(self.client.post, body, self._timeout(deadline))
+            nxt = self._cap(self.buffer.peek_after(rows[-1][0], self.batch_size))
+            nxt_body = self.client.encode([line for _, line in nxt]) if nxt else b""
+            result = inflight.wait(None if deadline is None else deadline - time.monotonic())
+            if result is None:  # the deadline passed with the request unanswered: rows stay
+                return Flush.DEADLINE
+            if result.ok:
+                self.buffer.ack(rows)
+                self._mark_ok(len(rows))
+                rows, body = nxt, nxt_body
+                continue
+            # Anything but a 2xx leaves the fast path: retry or bisect this batch alone.
             try:
-                self._deliver(rows, deadline)
+                self._handle_refusal(rows, result, deadline)
             except TransientFailure as exc:
                 self._mark_failed(exc.result)
                 return Flush.FAILED
+            rows = self._cap(self.buffer.peek(self.batch_size))
+            body = self.client.encode([line for _, line in rows]) if rows else b""
+        return Flush.EMPTY
+
+    def _cap(self, rows: list[Row]) -> list[Row]:
+        """Cut a batch at ``batch_bytes`` (InfluxDB refuses bodies over 25 MB by default)."""
+        total = 0
+        for i, (_, line) in enumerate(rows):
+            total += len(line)
+            if total > self.batch_bytes and i > 0:
+                return rows[:i]
+        return rows
 
     def _timeout(self, deadline: float | None) -> float:
         if deadline is None:
@@ -94,11 +151,14 @@ class Deliverer:
         return max(0.5, min(self.client.timeout, deadline - time.monotonic()))
 
     def _deliver(self, rows: list[Row], deadline: float | None) -> None:
-        result = self.client.write([r.line for r in rows], timeout=self._timeout(deadline))
+        result = self.client.write([line for _, line in rows], timeout=self._timeout(deadline))
         if result.ok:
             self.buffer.ack(rows)
             self._mark_ok(len(rows))
             return
+        self._handle_refusal(rows, result, deadline)
+
+    def _handle_refusal(self, rows: list[Row], result: WriteResult, deadline: float | None) -> None:
         if not result.permanent:
             raise TransientFailure(result)
         if len(rows) == 1:
@@ -107,8 +167,8 @@ class Deliverer:
                 "InfluxDB rejected a point permanently (%s); moved it to the dead-letter "
                 "table (row %d): %.200s",
                 result.describe(),
-                row.id,
-                row.line,
+                row[0],
+                row[1],
             )
             self.buffer.dead_letter(row, result.status, result.describe())
             self._mark_ok(0)

@@ -92,12 +92,19 @@ class InfluxClient:
     def close(self) -> None:
         self._session.close()
 
+    def encode(self, lines: list[str]) -> bytes:
+        """The request body for ``lines`` (gzip level 1: most of the gain, little CPU)."""
+        body = ("\n".join(lines) + "\n").encode()
+        return gzip.compress(body, compresslevel=1) if self.use_gzip else body
+
     def write(self, lines: list[str], timeout: float | None = None) -> WriteResult:
         """POST lines to /api/v2/write (ns precision); never raises for network trouble."""
-        body = ("\n".join(lines) + "\n").encode()
+        return self.post(self.encode(lines), timeout)
+
+    def post(self, body: bytes, timeout: float | None = None) -> WriteResult:
+        """POST an encoded body (see ``encode``) to /api/v2/write."""
         headers = {"Content-Type": "text/plain; charset=utf-8"}
         if self.use_gzip:
-            body = gzip.compress(body, compresslevel=1)
             headers["Content-Encoding"] = "gzip"
         try:
             resp = self._session.post(

@@ -115,6 +115,7 @@ class Agent:
             self.buffer,
             self.influx,
             batch_size=cfg.influxdb.batch_size,
+            batch_bytes=cfg.influxdb.batch_bytes,
             backoff=Backoff(cfg.influxdb.retry_initial, cfg.influxdb.retry_max),
             on_lost=lambda why: self.alerter.alert(
                 Event.INFLUX_LOST,
