@@ -196,6 +196,18 @@ def test_poll_lands_every_value(
     when = datetime.fromisoformat(rows[0]["_time"].replace("Z", "+00:00")).timestamp()
     assert t0 - 1 <= when <= time.time()
 
+    # Read-only: the agent sent no write (3002); a write by another client is acknowledged
+    # by the simulator, as by a controller, but changes nothing.
+    assert "write of parameter" not in sim.log.read_text()
+    lib.parameters.set("ID_Einst_BWS_akt", 55.0)
+    lib.write()
+    assert raw_read(sim.port)["parameters"][2] == 500
+    assert "write of parameter 2 ignored" in sim.log.read_text()
+
+    chk = run_wattkeeper("check", "-c", cfg)
+    assert chk.returncode == 0, chk.stdout + chk.stderr
+    assert f"Luxtronik controller 127.0.0.1:{sim.port}: firmware V3.88.1; " in chk.stdout
+
     # The poll also went into the local history for the CSV reports.
     rep = run_wattkeeper("report", "luxtronik", "-c", cfg)
     assert rep.returncode == 0, rep.stderr
