@@ -78,8 +78,8 @@ class Sim:
         )
 
 
-@pytest.fixture
-def simulator(tmp_path: Path) -> Iterator[Callable[..., Sim]]:
+def simulators(tmp_path: Path) -> Iterator[Callable[..., Sim]]:
+    """Start `wattkeeper simulate wattivahti` processes; stop them all afterwards."""
     procs: list[subprocess.Popen[bytes]] = []
 
     def start(*extra: str) -> Sim:
@@ -111,6 +111,11 @@ def simulator(tmp_path: Path) -> Iterator[Callable[..., Sim]]:
         except subprocess.TimeoutExpired:
             p.kill()
             p.wait()
+
+
+@pytest.fixture
+def simulator(tmp_path: Path) -> Iterator[Callable[..., Sim]]:
+    yield from simulators(tmp_path)
 
 
 @dataclass
