@@ -470,3 +470,43 @@ def test_login_pkce_flow_stores_a_working_token(
     r = run_once(s)
     assert r.returncode == 0, r.stderr
     assert target.count("wattivahti", "consumption_wh") > 0
+
+
+def test_production_lands_in_production_wh_next_to_consumption(
+    tmp_path: Path, target: Target, simulator: Callable[..., Sim]
+) -> None:
+    s = make_setup(
+        tmp_path, target, simulator, "--quarter-hour-since", "2024-06-02", production=True
+    )
+    r = run_wattkeeper(
+        "sync",
+        "wattivahti",
+        "-c",
+        s.config,
+        "--start-date",
+        "2024-06-01",
+        "--end-date",
+        "2024-06-02",
+    )
+    assert r.returncode == 0, r.stderr
+    rows = points(target, datetime(2024, 5, 1, tzinfo=UTC), datetime(2024, 7, 1, tzinfo=UTC))
+    assert len(rows) == 24 + 96
+    for x in rows:
+        t = ts(x)
+        truth = hour_kwh if x["resolution"] == "PT1H" else quarter_kwh
+        assert float(x["consumption_wh"]) == pytest.approx(truth(1, t) * 1000)
+        assert float(x["production_wh"]) == pytest.approx(truth(6, t) * 1000)
+    kinds = {q["measurementType"] for q in s.sim.stats()["meterdata_requests"]}
+    assert kinds == {"1", "6"}
+
+
+def test_check_reaches_the_portal_and_rotates_the_token(
+    tmp_path: Path, target: Target, simulator: Callable[..., Sim]
+) -> None:
+    s = make_setup(tmp_path, target, simulator)
+    t0 = s.token_file.read_text()
+    r = run_wattkeeper("check", "-c", s.config)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "OK   wattivahti" in r.stdout and f"metering point {MP}" in r.stdout
+    assert s.token_file.read_text() != t0
+    assert s.sim.refresh(t0.strip()).status_code == 400
