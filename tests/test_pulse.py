@@ -309,6 +309,46 @@ def test_missed_edges_are_counted_exactly(
     assert float(rows[0]["_value"]) == truth.dropped()
 
 
+def test_queue_overflow_is_counted_and_logged(
+    tmp_path: Path, target: Target, pulse_sim: Callable[..., Sim]
+) -> None:
+    """[pulse] queue_size bounds the memory between commits; what does not fit is counted."""
+    sim = pulse_sim("--profile", "constant:720000", "--count", "1000")  # 3 x 200/s for 5 s
+    cfg = pulse_config(
+        tmp_path,
+        target,
+        sim,
+        THREE,
+        buffer={"commit_interval": "3s"},
+    )
+    text = cfg.read_text().replace("[pulse]\n", "[pulse]\nqueue_size = 100\n")
+    cfg.write_text(text)
+    agent = spawn_wattkeeper("run", "pulse", "-c", cfg, log=tmp_path / "agent.log")
+    try:
+        truth = sim.wait_end(60)
+        sent = sum(len(truth.sent(k)) for k in truth.edges)
+        # Wait for the last commit's delivery and a metrics point with the final count.
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            counted = int(sum(per_channel(target, "pulses", "count").values()))
+            rows = target.query(
+                '|> range(start: 0) |> filter(fn: (r) => r._measurement == "wattkeeper_agent" '
+                'and r._field == "points_dropped") |> last()'
+            )
+            dropped = int(float(rows[0]["_value"])) if rows else -1
+            if counted + dropped == sent:
+                break
+            time.sleep(0.5)
+    finally:
+        rc = stop_agent(agent)
+    log = (tmp_path / "agent.log").read_text()
+    assert rc == 0, log
+    assert truth.dropped() == 0
+    assert 0 < counted < sent
+    assert "in-memory queue overflowed" in log
+    assert counted + dropped == sent
+
+
 @pytest.mark.parametrize(
     ("why", "words"),
     [
