@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from conftest import Target, spawn_wattkeeper
+from conftest import Target, run_wattkeeper, spawn_wattkeeper
 from test_wattivahti import (
     Sim,
     assert_quarters,
@@ -111,3 +111,44 @@ def test_daemon_mode_catches_up_chunk_by_chunk_and_stops_on_sigterm(
         assert proc.wait(20) == 0, (tmp_path / "daemon.log").read_text()
     rows = points(target, first - timedelta(days=1), datetime.now(UTC) + timedelta(hours=1))
     assert_quarters(rows, first, ts(rows[-1]))
+
+
+def test_range_sync_killed_midway_continues_when_rerun(
+    tmp_path: Path, target: Target, simulator: Callable[..., Sim]
+) -> None:
+    s = make_setup(
+        tmp_path,
+        target,
+        simulator,
+        "--quarter-hour-since",
+        "2024-01-01",
+        "--delay",
+        "250ms",
+        chunk="1d",
+    )
+    args = (
+        "sync",
+        "wattivahti",
+        "-c",
+        s.config,
+        "--start-date",
+        "2024-02-01",
+        "--end-date",
+        "2024-02-20",
+    )
+    proc = spawn_wattkeeper(*args, log=tmp_path / "sync.log")
+    wait_for(lambda: len(s.sim.stats()["meterdata_requests"]) >= 8, 60, "8 chunks")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    n_first = len(s.sim.stats()["meterdata_requests"])
+    assert n_first < 20
+    r = run_wattkeeper(*args)
+    assert r.returncode == 0, r.stderr
+    assert "resuming the interrupted sync" in r.stderr
+    second = s.sim.stats()["meterdata_requests"][n_first:]
+    assert len(second) <= 20 - n_first + 2
+    rows = points(target, datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 3, 1, tzinfo=UTC))
+    # 2024-02-01 00:00 EET .. 2024-02-20 23:45 EET, every quarter-hour once.
+    assert_quarters(
+        rows, datetime(2024, 1, 31, 22, tzinfo=UTC), datetime(2024, 2, 20, 21, 45, tzinfo=UTC)
+    )
