@@ -146,11 +146,24 @@ def write_csv(
         out = csv.writer(fh)
         out.writerow(["time", *(_header(c, d, human, units) for c, d in shown)])
         width = len(shown)
+        # Most values repeat from poll to poll (zeros, settings): format each once.
+        texts: dict[Value | None, str] = {}
+
+        def cell(v: Value | None) -> str:
+            text = texts.get(v)
+            if text is None:
+                text = texts[v] = _cell(v)
+            return text
+
+        identity = {cid: m == list(range(width)) for cid, m in mapping.items()}
         for row in history.rows(start_ns, end_ns):
-            cells = [""] * width
-            for pos, value in zip(mapping[row.columns_id], row.values, strict=False):
-                if pos >= 0:
-                    cells[pos] = _cell(value)
+            if identity[row.columns_id] and len(row.values) == width:
+                cells = [cell(v) for v in row.values]
+            else:
+                cells = [""] * width
+                for pos, value in zip(mapping[row.columns_id], row.values, strict=False):
+                    if pos >= 0:
+                        cells[pos] = cell(value)
             out.writerow([_iso(row.t_ns), *cells])
             rows += 1
     tmp.replace(path)
