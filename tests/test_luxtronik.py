@@ -48,7 +48,7 @@ class Sim:
 
     def fault(self, kind: str, count: int = 1) -> None:
         """Queue a fault for the next ``count`` connections (the simulator's control command)."""
-        code = {"clear": 0, "close": 1, "slow": 2, "short": 3}[kind]
+        code = {"clear": 0, "close": 1, "slow": 2, "short": 3, "stall": 4}[kind]
         with socket.create_connection(("127.0.0.1", self.port), timeout=10) as s:
             s.sendall(struct.pack(">ii", 9000 + code, count))
             assert struct.unpack(">ii", _recv_exact(s, 8)) == (9000 + code, count)
@@ -222,6 +222,7 @@ def test_poll_lands_every_value(
         ("close", "closed the connection mid-answer"),
         ("short", "returned only 90 values (luxtronik.min_values = 100); poll rejected"),
         ("slow", "timed out"),
+        ("stall", "timed out"),
     ],
 )
 def test_fault_fails_one_poll_then_recovers(
@@ -235,7 +236,7 @@ def test_fault_fails_one_poll_then_recovers(
     assert message in res.stderr
     assert "Traceback" not in res.stderr
     assert target.count("luxtronik", "ID_WEB_Temperatur_TVL") == 0
-    if fault == "slow":
+    if fault in ("slow", "stall"):
         time.sleep(2)  # the controller is still busy with the slow answer
     res = run_wattkeeper("run", "luxtronik", "-c", cfg, "--once")
     assert res.returncode == 0, res.stderr
@@ -288,6 +289,25 @@ def test_running_agent_survives_faults(
     )
     values = [float(r["_value"]) for r in rows]
     assert values == sorted(values) and values[-1] > values[0]
+
+
+def test_min_spacing_between_connections(
+    start_sim: Callable[..., Sim], target: Target, tmp_path: Path
+) -> None:
+    sim = start_sim()
+    cfg = lux_config(tmp_path, target, sim.port, interval="100ms", min_spacing="1s")
+    log = tmp_path / "agent.log"
+    agent = spawn_wattkeeper("run", "luxtronik", "-c", cfg, log=log)
+    try:
+        wait_for(lambda: target.count("luxtronik", "ID_WEB_Temperatur_TVL") >= 1, 30, "a poll")
+        first = target.count("luxtronik", "ID_WEB_Temperatur_TVL")
+        time.sleep(4)
+        polls = target.count("luxtronik", "ID_WEB_Temperatur_TVL") - first
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        assert agent.wait(30) == 0
+    # interval 100 ms alone would give ~40 polls; min_spacing 1 s allows at most 5.
+    assert 2 <= polls <= 5, polls
 
 
 def test_bad_config_is_one_line(tmp_path: Path) -> None:

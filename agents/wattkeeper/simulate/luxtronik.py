@@ -12,7 +12,7 @@ outside temperature with a night low, a heating curve, compressor cycles, counte
 heat quantities that only grow. Faults on demand, by flag (every Nth connection) or by a
 control command on the same port (``9000 + kind, count``: the next ``count`` connections):
 ``close`` (the socket is closed mid-answer), ``slow`` (the answer comes late), ``short``
-(well-formed answers with only a few values).
+(well-formed answers with only a few values), ``stall`` (half an answer, then silence).
 
 This module uses the standard library only (not python-luxtronik), so it ships in the
 agent wheel and cannot share a bug with the client it is tested against.
@@ -40,8 +40,8 @@ CMD_WRITE = 3002
 CMD_PARAMETERS = 3003
 CMD_CALCULATIONS = 3004
 CMD_VISIBILITIES = 3005
-CMD_CONTROL = 9000  # 9000 clear, 9001 close, 9002 slow, 9003 short (test control, not Luxtronik)
-FAULTS = {1: "close", 2: "slow", 3: "short"}
+CMD_CONTROL = 9000  # 9000 clear, 9001 close, 9002 slow, 9003 short, 9004 stall (test only)
+FAULTS = {1: "close", 2: "slow", 3: "short", 4: "stall"}
 
 # A recent V3.9x firmware; python-luxtronik 0.3.14 defines 1126 / 260 / 355 and names the
 # rest Unknown_*. 1190 + 258 + 366 = 1814 values after the version folds into one string.
@@ -277,9 +277,11 @@ class Handler(socketserver.BaseRequestHandler):
                 else:
                     body = _words(values)
                 data = _words([*head_words, len(values)]) + body
-                if fault == "close":
+                if fault in ("close", "stall"):
                     sock.sendall(data[: len(data) // 2])
-                    log.info("closing mid-answer after %d of %d bytes", len(data) // 2, len(data))
+                    log.info("%s mid-answer after %d of %d bytes", fault, len(data) // 2, len(data))
+                    if fault == "stall":  # the rest never comes; the socket stays open a while
+                        time.sleep(self.server.faults.slow_seconds)
                     return
                 sock.sendall(data)
         except OSError as exc:
@@ -340,7 +342,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--freeze-at", type=_when, metavar="TIME", help="hold every value at this simulated time"
     )
-    parser.add_argument("--fault", choices=["none", "close", "slow", "short"], default="none")
+    parser.add_argument("--fault", choices=["none", *FAULTS.values()], default="none")
     parser.add_argument(
         "--fault-every",
         type=int,
