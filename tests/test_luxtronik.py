@@ -48,7 +48,8 @@ class Sim:
 
     def fault(self, kind: str, count: int = 1) -> None:
         """Queue a fault for the next ``count`` connections (the simulator's control command)."""
-        code = {"clear": 0, "close": 1, "slow": 2, "short": 3, "stall": 4}[kind]
+        codes = {"clear": 0, "close": 1, "slow": 2, "short": 3, "stall": 4, "garble": 5}
+        code = codes[kind]
         with socket.create_connection(("127.0.0.1", self.port), timeout=10) as s:
             s.sendall(struct.pack(">ii", 9000 + code, count))
             assert struct.unpack(">ii", _recv_exact(s, 8)) == (9000 + code, count)
@@ -223,6 +224,7 @@ def test_poll_lands_every_value(
         ("short", "returned only 90 values (luxtronik.min_values = 100); poll rejected"),
         ("slow", "timed out"),
         ("stall", "timed out"),
+        ("garble", "garbled answer"),
     ],
 )
 def test_fault_fails_one_poll_then_recovers(

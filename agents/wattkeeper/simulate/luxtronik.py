@@ -12,7 +12,8 @@ outside temperature with a night low, a heating curve, compressor cycles, counte
 heat quantities that only grow. Faults on demand, by flag (every Nth connection) or by a
 control command on the same port (``9000 + kind, count``: the next ``count`` connections):
 ``close`` (the socket is closed mid-answer), ``slow`` (the answer comes late), ``short``
-(well-formed answers with only a few values), ``stall`` (half an answer, then silence).
+(well-formed answers with only a few values), ``stall`` (half an answer, then silence),
+``garble`` (words no conversion accepts: -1 as firmware version characters).
 
 This module uses the standard library only (not python-luxtronik), so it ships in the
 agent wheel and cannot share a bug with the client it is tested against.
@@ -40,8 +41,8 @@ CMD_WRITE = 3002
 CMD_PARAMETERS = 3003
 CMD_CALCULATIONS = 3004
 CMD_VISIBILITIES = 3005
-CMD_CONTROL = 9000  # 9000 clear, 9001 close, 9002 slow, 9003 short, 9004 stall (test only)
-FAULTS = {1: "close", 2: "slow", 3: "short", 4: "stall"}
+CMD_CONTROL = 9000  # 9000 clear, 9001 close ... 9005 garble (test only)
+FAULTS = {1: "close", 2: "slow", 3: "short", 4: "stall", 5: "garble"}
 
 # A recent V3.9x firmware; python-luxtronik 0.3.14 defines 1126 / 260 / 355 and names the
 # rest Unknown_*. 1190 + 258 + 366 = 1814 values after the version folds into one string.
@@ -272,6 +273,8 @@ class Handler(socketserver.BaseRequestHandler):
                     return
                 if fault == "short":
                     values = values[: self.server.faults.short_count]
+                if fault == "garble" and cmd == CMD_CALCULATIONS:
+                    values = values[:VERSION_FIRST] + [-1] * VERSION_LEN + values[91:]
                 if cmd == CMD_VISIBILITIES:
                     body = struct.pack(f">{len(values)}b", *values)
                 else:

@@ -133,7 +133,8 @@ class Reader:
                 entry.value = None
         try:
             self.client.read()
-        except struct.error as exc:
+        except (struct.error, ValueError, OverflowError) as exc:
+            # A shifted or corrupt answer that python-luxtronik cannot convert.
             raise ReadError(f"garbled answer: {exc}") from exc
         finally:
             sock = self.client._socket

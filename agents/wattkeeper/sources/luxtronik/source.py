@@ -97,10 +97,12 @@ class LuxtronikSource:
 
     # -- reading ----------------------------------------------------------------------------
 
-    def _read(self) -> Values:
+    def _wait_spacing(self) -> None:
         wait = self._spacing_left(time.monotonic())
         if wait:
             time.sleep(wait)
+
+    def _read(self) -> Values:
         with controller_lock(self.lock_path, self.cfg.timeout):
             try:
                 return self.reader.read()
@@ -111,6 +113,7 @@ class LuxtronikSource:
                 self._closed = time.monotonic()
 
     def poll(self) -> Batch:
+        self._wait_spacing()
         self._started = time.monotonic()
         t_ns = time.time_ns() // 1_000_000 * 1_000_000  # the poll time: the controller has none
         values = self._read()
@@ -141,6 +144,7 @@ class LuxtronikSource:
             self.log.error("cannot write the luxtronik history in %s: %s", self.buffer_path, exc)
 
     def check(self) -> str:
+        self._wait_spacing()
         values = self._read()
         counts = ", ".join(f"{len(values[g])} {g}" for g in GROUPS)
         version = values["calculations"].get("ID_WEB_SoftStand", "?")
