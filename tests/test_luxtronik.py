@@ -167,7 +167,7 @@ def test_poll_lands_every_value(
             else:
                 assert math.isclose(float(value), want, rel_tol=1e-9, abs_tol=1e-9), name
         total += len(got)
-    assert total >= 1800  # a real controller's worth of values
+    assert total == 1814  # a recent firmware's worth of values
 
     # Spot checks against the raw words on the wire (independent of python-luxtronik).
     raw = raw_read(sim.port)
@@ -186,7 +186,10 @@ def test_poll_lands_every_value(
     assert calc["ID_WEB_WP_BZ_akt"] == "heating"
     assert float(par["ID_Einst_BWS_akt"]) == raw["parameters"][2] / 10 == 50.0
     assert par["ID_Ba_Hz_akt"] == "Automatic"
-    assert len(raw["visibilities"]) == len(influx_fields(target, "visibilities"))
+    # Every value the simulator holds landed (calculations 81-90 fold into one string).
+    assert len(raw["parameters"]) == len(par) == 1190
+    assert len(raw["calculations"]) - 9 == len(calc) == 258
+    assert len(raw["visibilities"]) == len(influx_fields(target, "visibilities")) == 366
 
     # One timestamp per poll (the poll time, UTC), the same for the three groups.
     rows = target.query(

@@ -92,6 +92,8 @@ class HeatPump:
         self.parameters[2] = 500  # ID_Einst_BWS_akt: hot water setpoint 50.0 °C
         self.parameters[3] = 0  # ID_Ba_Hz_akt: Automatic
         self.parameters[4] = 0  # ID_Ba_Bw_akt: Automatic
+        for i in (108, 119, 779, 881, 894):  # cooling, pool, MK3, solar, ventilation modes
+            self.parameters[i] = 0  # Off / Automatic: a code every firmware knows
         self.visibilities = [rng.choice((0, 1)) for _ in range(counts["visibilities"])]
         self._static_calcs = [rng.choice((0, 0, 0, 1, 3, 7)) for _ in range(counts["calculations"])]
         self.writes_refused = 0
@@ -151,7 +153,10 @@ class HeatPump:
         c[64] = int(run_s * 0.85)
         c[65] = int(run_s * 0.15)
         c[67] = int(minute * 60) if on else 0
-        c[78] = 8  # ID_WEB_Code_WP_akt: L2A
+        c[78] = c[230] = 8  # ID_WEB_Code_WP_akt(_2): L2A
+        c[191] = 2 if on else 0  # ID_WEB_SEC_BZ: heating / off
+        for i in range(217, 222):  # second switch-off file: "no request"
+            c[i] = 9
         c[79] = 1
         c[80] = 0 if on else 5  # heating / no request
         for k in range(VERSION_LEN):
