@@ -8,12 +8,15 @@ readers: the unmodified python-luxtronik client and a raw-socket decoder in this
 
 from __future__ import annotations
 
+import http.server
+import json
 import math
 import signal
 import socket
 import sqlite3
 import struct
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -118,7 +121,7 @@ def start_sim(tmp_path: Path) -> Iterator[Callable[..., Sim]]:
 
 
 def lux_config(tmp_path: Path, target: Target | None, port: int, **keys: Any) -> Path:
-    extra_agent = keys.pop("agent", {})
+    extra = {k: keys.pop(k) for k in ("agent", "alerts") if k in keys}
     table = {
         "host": "127.0.0.1",
         "port": port,
@@ -128,7 +131,7 @@ def lux_config(tmp_path: Path, target: Target | None, port: int, **keys: Any) ->
         "report_dir": str(tmp_path / "reports"),
     }
     table.update(keys)
-    return agent_config(tmp_path, target, "luxtronik", table, agent=extra_agent)
+    return agent_config(tmp_path, target, "luxtronik", table, **extra)
 
 
 def influx_fields(target: Target, group: str) -> dict[str, Any]:
@@ -345,6 +348,19 @@ def history_rows(buffer: Path) -> int:
         db.close()
 
 
+class _Hook(http.server.BaseHTTPRequestHandler):
+    received: list[str] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        _Hook.received.append(json.loads(body or b"{}").get("text", ""))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
 def test_disk_guard_pauses_history_but_not_influxdb(
     start_sim: Callable[..., Sim],
     target: Target,
@@ -352,10 +368,20 @@ def test_disk_guard_pauses_history_but_not_influxdb(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     sim = start_sim()
+    hook = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
+    threading.Thread(target=hook.serve_forever, daemon=True).start()
+    _Hook.received.clear()
     usage = tmp_path / "disk-usage"
     usage.write_text("95.5\n")
     monkeypatch.setenv(USAGE_FILE_ENV, str(usage))
-    cfg = lux_config(tmp_path, target, sim.port, interval="500ms", disk_max_percent=90)
+    cfg = lux_config(
+        tmp_path,
+        target,
+        sim.port,
+        interval="500ms",
+        disk_max_percent=90,
+        alerts={"slack_webhook_url": f"http://127.0.0.1:{hook.server_address[1]}/hook"},
+    )
     buffer = tmp_path / "luxtronik-buffer.sqlite"
     log = tmp_path / "agent.log"
     agent = spawn_wattkeeper("run", "luxtronik", "-c", cfg, log=log)
@@ -363,6 +389,7 @@ def test_disk_guard_pauses_history_but_not_influxdb(
         wait_for(lambda: target.count("luxtronik", "ID_WEB_Temperatur_TVL") >= 3, 30, "polls")
         assert history_rows(buffer) == 0
         assert log.read_text().count("history for the CSV reports is paused") == 1  # once
+        wait_for(lambda: any("disk almost full" in t for t in _Hook.received), 10, "the alert")
         usage.write_text("42\n")
         wait_for(lambda: history_rows(buffer) >= 2, 30, "history to resume")
         assert "history resumed" in log.read_text()
@@ -370,4 +397,22 @@ def test_disk_guard_pauses_history_but_not_influxdb(
     finally:
         agent.send_signal(signal.SIGTERM)
         assert agent.wait(30) == 0
+        hook.shutdown()
     assert "disk_max_percent = 90" in log.read_text()
+    alert = next(t for t in _Hook.received if "disk almost full" in t)
+    assert "95.5% used" in alert and "polling to InfluxDB continues" in alert
+
+
+def test_simulated_heating_day_is_plausible(start_sim: Callable[..., Sim]) -> None:
+    night = raw_read(start_sim("--freeze-at", "2026-01-15T03:10:00+00:00").port)["calculations"]
+    noon = raw_read(start_sim("--freeze-at", "2026-01-15T15:50:00+00:00").port)["calculations"]
+    for c in (night, noon):
+        assert -300 <= c[15] <= 300  # outside -30..30 °C
+        assert 200 <= c[11] <= 550 and c[10] >= c[11]  # return 20..55 °C, flow above it
+        assert c[44] in (0, 1)
+    assert night[15] < 0 < noon[15]  # a cold night, a milder afternoon
+    assert night[44] == 1 and noon[44] == 0  # compressor cycles: on at 03:10, off at 15:50
+    assert night[10] - night[11] >= 30 and noon[10] - noon[11] < 10  # spread only when running
+    assert 1000 <= night[180] <= 3000 and night[181] < night[180]  # bar * 100
+    assert noon[151] > night[151] and noon[56] > night[56] and noon[57] > night[57]  # counters
+    assert night[257] > 0 == noon[257]  # heat output (W)
