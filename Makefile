@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help deps venv influxd test test-fast test-faults lint format demo demo-clean bench wheel clean
+.PHONY: help deps venv influxd test test-faults lint format demo demo-clean bench wheel clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -24,11 +24,11 @@ venv: $(VENV)/.installed ## create the virtualenv with the agent and the dev too
 influxd: ## find or build the InfluxDB 2 used by tests and demo (cached in ~/.cache/wattkeeper)
 	bash scripts/build-influxd.sh
 
-test: venv influxd ## run every test (real InfluxDB, simulators, systemd containers)
-	$(PY) -m pytest tests
+test: venv influxd ## run the tests (real InfluxDB, simulators, systemd containers)
+	$(PY) -m pytest tests -m "not faults"
 
-test-fast: venv influxd ## the tests without the slow fault cases
-	WATTKEEPER_TEST_OUTAGE_SECONDS=10 $(PY) -m pytest tests -m "not slow"
+test-faults: venv influxd ## the long fault-injection cases (10-minute network cut, 50 kills)
+	$(PY) -m pytest tests -m faults -s
 
 lint: venv ## ruff, formatting and mypy
 	$(VENV)/bin/ruff check agents tests

@@ -5,7 +5,7 @@
 set -euo pipefail
 
 packages=(podman runc fuse-overlayfs slirp4netns uidmap catatonit containernetworking-plugins
-          iptables debootstrap sqlite3 python3-venv)
+          iptables debootstrap sqlite3 python3-venv faketime)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

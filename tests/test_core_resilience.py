@@ -73,7 +73,11 @@ def test_influx_killed_then_restarted_minutes_later_loses_nothing(
     assert "cannot deliver to InfluxDB" in text and "InfluxDB is reachable again" in text
 
 
-def test_agent_sigkilled_20_times_mid_flush_loses_nothing(target: Target, tmp_path: Path) -> None:
+def sigkill_repeatedly(target: Target, tmp_path: Path, kills: int, seed: int) -> None:
+    """Start the agent, SIGKILL it at a random instant with points in flight, ``kills`` times;
+    then deliver what is left and check that every reading landed exactly once."""
+    from conftest import run_wattkeeper
+
     # Small batches and a fast source keep the agent inside a flush most of the time.
     cfg = agent_config(
         tmp_path,
@@ -84,35 +88,24 @@ def test_agent_sigkilled_20_times_mid_flush_loses_nothing(target: Target, tmp_pa
     )
     buf = tmp_path / "tiny-buffer.sqlite"
     log = tmp_path / "agent.log"
-    rng = random.Random(20)
-    kills = 0
-    mid_flush = 0
-    for _ in range(20):
+    rng = random.Random(seed)
+    for _ in range(kills):
         proc = spawn_wattkeeper("run", TINY, "-c", cfg, log=log)
         wait_for(lambda: buffer_state(buf, "tiny.next", 0) > 0, 60, "agent start")
         time.sleep(rng.uniform(0.3, 2.0))
         # Then the next instant with points in flight (committed, not yet acknowledged).
         wait_for(lambda: buffer_rows(buf, "tiny,%") > 0, 10, "points in flight", step=0.002)
         proc.kill()
-        mid_flush += 1
         proc.wait()
-        kills += 1
-    proc = spawn_wattkeeper("run", TINY, "-c", cfg, log=log)
-    try:
-        time.sleep(1)
-        assert stop_agent(proc) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     generated = int(buffer_state(buf, "tiny.next", 0))
-    # Whatever the last stop left behind goes out now.
-    from conftest import run_wattkeeper
-
     res = run_wattkeeper("buffer", "flush", "-c", cfg, "--source", TINY)
     assert res.returncode == 0, res.stderr
     assert buffer_rows(buf) == 0
-    print(f"\n[sigkill] kills={kills} with points in flight: {mid_flush}")
-    assert_all_landed_once(target, generated, "sigkill x20")
+    assert_all_landed_once(target, generated, f"sigkill x{kills}")
+
+
+def test_agent_sigkilled_20_times_mid_flush_loses_nothing(target: Target, tmp_path: Path) -> None:
+    sigkill_repeatedly(target, tmp_path, kills=20, seed=20)
 
 
 def test_sigterm_exits_within_flush_timeout_and_keeps_the_rest(tmp_path: Path) -> None:

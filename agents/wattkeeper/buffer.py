@@ -42,6 +42,13 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
 COUNTERS = ("points_written", "points_dropped", "points_dead", "points_taken")
 
 
+def _rollback(db: sqlite3.Connection) -> None:
+    """Roll back if a transaction is open: on SQLITE_FULL SQLite has already done so, and
+    a second ROLLBACK would raise and hide the real error."""
+    if db.in_transaction:
+        db.execute("ROLLBACK")
+
+
 class BufferCorrupt(Exception):
     """The buffer file is not a usable SQLite database."""
 
@@ -150,7 +157,7 @@ class Buffer:
                 dropped = self._enforce_bounds()
                 db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                _rollback(db)
                 self._rows, self._bytes = db.execute(
                     "SELECT count(*), coalesce(sum(length(CAST(line AS BLOB))), 0) FROM points"
                 ).fetchone()
@@ -232,7 +239,7 @@ class Buffer:
                 self._bump("points_written", n)
                 db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                _rollback(db)
                 raise
             self._rows -= n
             self._bytes -= nbytes
@@ -257,7 +264,7 @@ class Buffer:
                     self._bump("points_dead", 1)
                 db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                _rollback(db)
                 raise
             if got is not None:
                 self._rows -= 1

@@ -9,6 +9,7 @@ are isolated; those go to the dead-letter table and everything else flows on.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -121,16 +122,22 @@ class Deliverer:
             result = inflight.wait(None if deadline is None else deadline - time.monotonic())
             if result is None:  # the deadline passed with the request unanswered: rows stay
                 return Flush.DEADLINE
-            if result.ok:
-                self.buffer.ack(rows)
-                self._mark_ok(len(rows))
-                rows, body = nxt, nxt_body
-                continue
-            # Anything but a 2xx leaves the fast path: retry or bisect this batch alone.
             try:
+                if result.ok:
+                    self.buffer.ack(rows)
+                    self._mark_ok(len(rows))
+                    rows, body = nxt, nxt_body
+                    continue
+                # Anything but a 2xx leaves the fast path: retry or bisect this batch alone.
                 self._handle_refusal(rows, result, deadline)
             except TransientFailure as exc:
                 self._mark_failed(exc.result)
+                return Flush.FAILED
+            except sqlite3.Error as exc:
+                # Delivered but not yet deleted (a full disk refuses even a DELETE in WAL
+                # mode): the rows stay and go out again later, overwriting the same points.
+                log.error("cannot update the buffer %s: %s", self.buffer.path, exc)
+                self._retry_after = None
                 return Flush.FAILED
             rows = self._cap(self.buffer.peek(self.batch_size))
             body = self.client.encode([line for _, line in rows]) if rows else b""

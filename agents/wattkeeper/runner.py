@@ -129,6 +129,7 @@ class Agent:
         self.consecutive_failures = 0
         self.last_poll_ok: float | None = None
         self.sink = QueueSink()
+        self._uncommitted: list[Point] = []
         self._sink_lost_reported = 0
         self._source_lost_reported = 0
         self.source: Source | None = None
@@ -328,7 +329,7 @@ class Agent:
     def _commit(self, batch: Batch) -> bool:
         try:
             self.buffer.append([p.to_line() for p in batch.points], batch.state)
-        except sqlite3.OperationalError as exc:
+        except sqlite3.Error as exc:
             # Disk full or read-only: the points of this poll are not taken. Say so loudly;
             # the cursor was not advanced either, so the next poll asks for them again.
             log.error("cannot write to the buffer %s: %s", self.cfg.buffer_path, exc)
@@ -339,9 +340,13 @@ class Agent:
         return True
 
     def _commit_stream(self) -> None:
-        points = self.sink.drain()
-        if points:
-            self._commit(Batch(points=points))
+        # Points that could not be committed last time (disk full) are kept and go first.
+        points = self._uncommitted + self.sink.drain()
+        self._uncommitted = []
+        if points and not self._commit(Batch(points=points)):
+            keep = self.sink.maxsize
+            self.sink.overflow += max(0, len(points) - keep)
+            self._uncommitted = points[-keep:]
         lost = self.sink.overflow
         if lost > self._sink_lost_reported:
             log.error(
