@@ -204,10 +204,7 @@ def test_clock_jumps_back_and_forward(target: Target, tmp_path: Path) -> None:
     assert buffer_rows(buf, "tiny,%") == 0
     assert_all_landed_once(target, int(buffer_state(buf, "tiny.next", 0)), "clock jumps")
     # The jumps really happened in the agent: its own metrics carry its (wrong) wall clock.
-    ahead = target.query(
-        '|> range(start: 20h, stop: 30h) |> filter(fn: (r) => r._measurement == "wattkeeper_agent")'
-    )
-    behind = target.query(
-        '|> range(start: -70m, stop: -50m) |> filter(fn: (r) => r._measurement == "wattkeeper_agent")'
-    )
+    metrics = '|> filter(fn: (r) => r._measurement == "wattkeeper_agent")'
+    ahead = target.query(f"|> range(start: 20h, stop: 30h) {metrics}")
+    behind = target.query(f"|> range(start: -70m, stop: -50m) {metrics}")
     assert ahead and behind
