@@ -82,6 +82,12 @@ class _Client(luxtronik.Luxtronik):  # type: ignore[misc]
         sock = socket.create_connection((self._host, self._port), timeout=self._timeout)
         self._socket = _StrictSocket(sock, deadline)
 
+    def drop(self) -> None:
+        """Close the connection whatever happened (the library skips this on errors)."""
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
+
     def write(self) -> None:  # pragma: no cover - guard against a future caller
         raise RuntimeError("wattkeeper reads the heat pump; it never writes to it")
 
@@ -137,10 +143,7 @@ class Reader:
             # A shifted or corrupt answer that python-luxtronik cannot convert.
             raise ReadError(f"garbled answer: {exc}") from exc
         finally:
-            sock = self.client._socket
-            if sock is not None:
-                sock.close()
-                self.client._socket = None
+            self.client.drop()
         out: Values = {}
         for group, table in tables.items():
             values: dict[str, Value] = {}
