@@ -55,7 +55,6 @@ class LuxtronikSource:
     def __init__(self, ctx: SourceContext) -> None:
         self.cfg: LuxtronikSection = ctx.config.source
         self.log = ctx.log
-        self.once = ctx.once
         self.buffer_path = ctx.config.buffer_path
         self.reader = Reader(self.cfg.host, self.cfg.port, self.cfg.timeout)
         self.where = f"{self.cfg.host}:{self.cfg.port}"
