@@ -39,6 +39,9 @@ format: venv ## apply ruff formatting and safe fixes
 	$(VENV)/bin/ruff check --fix agents tests
 	$(VENV)/bin/ruff format agents tests
 
+bench: venv influxd ## measure drain, ingest, pulse rates and footprint; writes docs/benchmarks.md
+	$(PY) bench/run.py
+
 wheel: venv ## build the agent wheel into dist/
 	$(PY) -m build --wheel --outdir dist agents
 

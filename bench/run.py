@@ -219,6 +219,38 @@ def bench_footprint(server: InfluxServer, tmp: Path, seconds: float) -> None:
     footprint.run(server, tmp, seconds, measure_process, record)
 
 
+# -- pulse ------------------------------------------------------------------------------------
+
+
+def bench_pulse(server: InfluxServer, tmp: Path, period: float, step: float) -> None:
+    """The pulse agent at 3 x 200 pulses/s, then stepped up to the first counted loss."""
+    import pulse_bench
+
+    print(f"pulse: agent CPU and memory at 3 x 200 pulses/s ({period:.0f}s), then rate steps")
+    token_file = tmp / "pulse.token"
+    token_file.write_text(server.token)
+    token_file.chmod(0o600)
+    r = pulse_bench.run_load(tmp, server, token_file, 200, period, "3 x 200/s")
+    record("pulse", "3 x 200 pulses/s: agent CPU", r.cpu_pct, "% of a core")
+    record(
+        "pulse",
+        "3 x 200 pulses/s: agent RSS (mean / peak)",
+        r.rss_mib,
+        "MiB",
+        f"peak {r.hwm_mib:.1f}",
+    )
+    record("pulse", "3 x 200 pulses/s: pulses lost", r.lost, "pulses", f"of {r.pulses}")
+    best = 0
+    for rate in (1000, 2000, 4000, 8000, 16000):
+        r = pulse_bench.run_load(tmp, server, token_file, rate, step, f"3 x {rate}/s")
+        if r.lost:
+            break
+        best = rate
+    record(
+        "pulse", "highest sustained rate before the first loss", 3 * best, "pulses/s", f"3 x {best}"
+    )
+
+
 # -- report ---------------------------------------------------------------------------------
 
 
@@ -249,7 +281,9 @@ def write_report(path: Path, args: argparse.Namespace) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("sections", nargs="*", default=["drain", "ingest", "footprint"])
+    parser.add_argument("sections", nargs="*", default=["drain", "ingest", "pulse", "footprint"])
+    parser.add_argument("--pulse-seconds", type=float, default=60)
+    parser.add_argument("--pulse-step-seconds", type=float, default=10)
     parser.add_argument("--narrow", type=int, default=1_000_000)
     parser.add_argument("--wide", type=int, default=5_000)
     parser.add_argument("--footprint-seconds", type=float, default=300)
@@ -267,6 +301,9 @@ def main() -> int:
             steps: dict[str, Callable[[], None]] = {
                 "drain": lambda: bench_drain(server, tmp, args.narrow, args.wide),
                 "ingest": lambda: bench_ingest(tmp),
+                "pulse": lambda: bench_pulse(
+                    server, tmp, args.pulse_seconds, args.pulse_step_seconds
+                ),
                 "footprint": lambda: bench_footprint(server, tmp, args.footprint_seconds),
             }
             for s in args.sections:
