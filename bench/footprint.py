@@ -1,0 +1,183 @@
+"""Footprint of each agent at its default interval against its own simulator.
+
+Every agent runs with the settings a user gets by default (poll interval, buffer, gzip),
+all at the same time, for the same period; resident memory and CPU share are read from
+/proc for the agent's process only. WattiVahti is a oneshot run by a timer, so its figure
+is one whole sync (peak memory, CPU seconds).
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from support.influxd import InfluxServer, free_port
+
+WK = [sys.executable, "-m", "wattkeeper"]
+
+
+@dataclass
+class Recipe:
+    name: str
+    simulator: Callable[[int], list[str]]
+    source: Callable[[int, Path], dict[str, Any]]
+    oneshot: bool = False
+    prepare: Callable[[Path], None] | None = None
+
+
+def _toml(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str | Path):
+        return f'"{v}"'
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{ " + ", ".join(f"{k} = {_toml(x)}" for k, x in v.items()) + " }"
+    return str(v)
+
+
+RECIPES = [
+    Recipe(
+        "pulse (household day, 3 channels)",
+        lambda port: [
+            "simulate",
+            "pulse",
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--channels",
+            "import:20,export:26,generate:21",
+            "--profile",
+            "constant:720",
+            "--pulses-per-kwh",
+            "1000",
+        ],
+        lambda port, d: {
+            "backend": "simulated",
+            "simulator": f"127.0.0.1:{port}",
+            "channels": [
+                {"name": "import", "pin": 20, "pulses_per_kwh": 1000},
+                {"name": "export", "pin": 26, "pulses_per_kwh": 1000},
+                {"name": "generate", "pin": 21, "pulses_per_kwh": 1000},
+            ],
+        },
+    ),
+    Recipe(
+        "luxtronik (30 s polls, 1800+ values)",
+        lambda port: ["simulate", "luxtronik", "--listen", f"127.0.0.1:{port}"],
+        lambda port, d: {"host": "127.0.0.1", "port": port, "report_dir": str(d / "reports")},
+    ),
+]
+
+
+def _wait_port(port: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"simulator on port {port} did not start")
+
+
+def _config(d: Path, server: InfluxServer, name: str, source: dict[str, Any]) -> Path:
+    bucket = f"fp_{name}"
+    server.create_bucket(bucket)
+    token = d / "token"
+    token.write_text(server.token)
+    token.chmod(0o600)
+    sections = {
+        "agent": {"log_target": "stderr"},
+        "influxdb": {"url": server.url, "org": server.org, "bucket": bucket, "token_file": token},
+        "buffer": {"path": d / "buffer.sqlite"},
+        name: source,
+    }
+    cfg = d / f"{name}.toml"
+    cfg.write_text(
+        "\n".join(
+            f"[{sec}]\n" + "\n".join(f"{k} = {_toml(v)}" for k, v in tbl.items())
+            for sec, tbl in sections.items()
+        )
+        + "\n"
+    )
+    return cfg
+
+
+def run(
+    server: InfluxServer,
+    tmp: Path,
+    seconds: float,
+    measure: Callable[[int, float], tuple[float, float, float]],
+    record: Callable[..., None],
+) -> None:
+    procs: list[subprocess.Popen[bytes]] = []
+    agents: list[tuple[str, subprocess.Popen[bytes]]] = []
+    try:
+        for recipe in RECIPES:
+            name = recipe.name.split()[0]
+            d = tmp / f"fp-{name}"
+            d.mkdir()
+            port = free_port()
+            log = (d / "sim.log").open("wb")
+            procs.append(subprocess.Popen([*WK, *recipe.simulator(port)], stdout=log, stderr=log))
+            _wait_port(port)
+            if recipe.prepare is not None:
+                recipe.prepare(d)
+            cfg = _config(d, server, name, recipe.source(port, d))
+            alog = (d / "agent.log").open("wb")
+            if recipe.oneshot:
+                start = time.monotonic()
+                p = subprocess.Popen(
+                    ["/usr/bin/time", "-f", "%M %U %S", *WK, "run", name, "-c", str(cfg), "--once"],
+                    stdout=alog,
+                    stderr=subprocess.PIPE,
+                )
+                _, err = p.communicate(timeout=600)
+                peak_kib, user, system = err.decode().strip().splitlines()[-1].split()
+                record(
+                    "footprint", f"{recipe.name}: one sync, peak RSS", int(peak_kib) / 1024, "MiB"
+                )
+                record(
+                    "footprint",
+                    f"{recipe.name}: one sync, CPU",
+                    float(user) + float(system),
+                    "s",
+                    f"wall {time.monotonic() - start:.1f}s",
+                )
+                continue
+            a = subprocess.Popen([*WK, "run", name, "-c", str(cfg)], stdout=alog, stderr=alog)
+            procs.append(a)
+            agents.append((recipe.name, a))
+        time.sleep(5)  # start-up (imports, first poll) is not the steady state
+        # Measure all daemons over the same period, in parallel.
+        import threading
+
+        results: dict[str, tuple[float, float, float]] = {}
+
+        def one(label: str, pid: int) -> None:
+            results[label] = measure(pid, seconds)
+
+        threads = [threading.Thread(target=one, args=(label, p.pid)) for label, p in agents]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for label, _ in agents:
+            peak, mean, cpu = results[label]
+            record("footprint", f"{label}: RSS (mean)", mean, "MiB", f"peak {peak:.1f}")
+            record("footprint", f"{label}: CPU", cpu, "% of a core")
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(20)
+            except subprocess.TimeoutExpired:
+                p.kill()
