@@ -326,9 +326,21 @@ class Agent:
         log.debug("poll: %d points committed", len(batch.points))
         return True
 
+    def _encode(self, points: list[Point]) -> list[str]:
+        """Line protocol for each point; a point InfluxDB could not store (NaN, infinity,
+        no fields) is refused here, counted and logged, and the others go on."""
+        lines = []
+        for p in points:
+            try:
+                lines.append(p.to_line())
+            except (ValueError, TypeError) as exc:
+                self.poll_errors += 1
+                log.warning("refused a %s reading: %s", p.measurement, exc)
+        return lines
+
     def _commit(self, batch: Batch) -> bool:
         try:
-            self.buffer.append([p.to_line() for p in batch.points], batch.state)
+            self.buffer.append(self._encode(batch.points), batch.state)
         except sqlite3.Error as exc:
             # Disk full or read-only: the points of this poll are not taken. Say so loudly;
             # the cursor was not advanced either, so the next poll asks for them again.

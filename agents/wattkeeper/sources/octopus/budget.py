@@ -69,9 +69,7 @@ class CallBudget:
             now = self._clock()
             self._expire(now)
             if len(self._calls) >= self.limit:
-                raise BudgetExhausted(
-                    self._calls[0] + self.period - now, self.limit, self.period
-                )
+                raise BudgetExhausted(self._calls[0] + self.period - now, self.limit, self.period)
             self._calls.append(now)
             self.used += 1
             snapshot = list(self._calls)

@@ -22,13 +22,15 @@ from wattkeeper.source import SourceError, SourceFatal
 from .budget import BudgetExhausted, CallBudget
 
 # Auth problems after which a fresh token (refresh, else API key) is worth one retry.
-REAUTH_CODES = frozenset({"KT-CT-1124", "KT-CT-1120", "KT-CT-1111", "KT-CT-1134", "KT-CT-1135", "KT-CT-1139"})
+REAUTH_CODES = frozenset(
+    {"KT-CT-1124", "KT-CT-1120", "KT-CT-1111", "KT-CT-1134", "KT-CT-1135", "KT-CT-1139"}
+)
 REFRESH_EXPIRED = frozenset({"KT-CT-1134", "KT-CT-1135"})
 RATE_LIMITED = "KT-GB-4042"
 
 OBTAIN_TOKEN = """mutation ObtainKrakenToken($input: ObtainJSONWebTokenInput!) {
   obtainKrakenToken(input: $input) { token refreshToken refreshExpiresIn payload }
-}"""
+}"""  # noqa: S105 (a GraphQL mutation, not a password)
 
 
 class KrakenError(SourceError):
@@ -144,7 +146,9 @@ class KrakenClient:
         except ValueError:
             ctype = resp.headers.get("Content-Type", "?")
             snippet = resp.text[:60].replace("\n", " ")
-            raise KrakenError(f"{op}: answer is not JSON (HTTP 200, {ctype}): {snippet!r}") from None
+            raise KrakenError(
+                f"{op}: answer is not JSON (HTTP 200, {ctype}): {snippet!r}"
+            ) from None
         if not isinstance(doc, dict):
             raise KrakenError(f"{op}: answer is not a JSON object")
         errors = doc.get("errors")
@@ -203,15 +207,20 @@ class KrakenClient:
         now = self.clock.now()
         if self.token is not None and self.token.fresh(now):
             return
-        if self.token is not None and self.token.refresh_token and now < self.token.refresh_expires - 5:
+        if (
+            self.token is not None
+            and self.token.refresh_token
+            and now < self.token.refresh_expires - 5
+        ):
             try:
                 self._obtain({"refreshToken": self.token.refresh_token})
-                self.log.debug("refreshed the Kraken token")
-                return
             except KrakenError as exc:
                 if exc.code not in REAUTH_CODES:
                     raise
                 self.log.info("refresh token refused (%s); using the API key", exc.code)
+            else:
+                self.log.debug("refreshed the Kraken token")
+                return
         self.login()
 
     def query(self, op: str, query: str, variables: dict[str, Any]) -> Any:

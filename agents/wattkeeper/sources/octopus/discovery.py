@@ -55,9 +55,9 @@ def parse_account(data: Any) -> Devices:
                 ("smartExportElectricityMeter", found.exports),
             ):
                 dev = meter.get(key)
-                if isinstance(dev, dict) and isinstance(dev.get("deviceId"), str):
-                    if dev["deviceId"] and dev["deviceId"] not in bucket:
-                        bucket.append(dev["deviceId"])
+                device_id = dev.get("deviceId") if isinstance(dev, dict) else None
+                if isinstance(device_id, str) and device_id and device_id not in bucket:
+                    bucket.append(device_id)
     return found
 
 

@@ -42,12 +42,12 @@ def add_commands(sub: argparse._SubParsersAction[Any]) -> None:
 
 def _migrate_verbs(sub: argparse._SubParsersAction[Any]) -> argparse._SubParsersAction[Any]:
     """The ``migrate`` verb's own subcommands; another source may have added it already."""
-    existing = sub.choices.get("migrate")
+    existing: argparse.ArgumentParser | None = sub.choices.get("migrate")
     if existing is not None:
         for action in existing._actions:
             if isinstance(action, argparse._SubParsersAction):
                 return action
-    p = sub.add_parser("migrate", help="one-off data migrations")
+    p: argparse.ArgumentParser = sub.add_parser("migrate", help="one-off data migrations")
     return p.add_subparsers(dest="migration", required=True, metavar="MIGRATION")
 
 
@@ -118,7 +118,9 @@ def cmd_migrate(args: argparse.Namespace) -> int:
                 for i in range(0, len(lines), 5000):
                     res = client.write(lines[i : i + 5000])
                     if not res.ok:
-                        sys.stderr.write(f"wattkeeper: write to bucket {bucket}: {res.describe()}\n")
+                        sys.stderr.write(
+                            f"wattkeeper: write to bucket {bucket}: {res.describe()}\n"
+                        )
                         return EX_TEMPFAIL
             t = chunk_end
     except InfluxError as exc:

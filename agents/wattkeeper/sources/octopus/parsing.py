@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-_DECIMAL = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?")
+_DECIMAL = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?")  # ASCII only: no "1٢"
 
 # The telemetry fields we ask for, in the API's names.
 TELEMETRY_FIELDS = (
@@ -36,9 +36,7 @@ def parse_decimal(value: Any) -> float:
     """A decimal string ("84.0000", "-3") or a JSON number; ValueError for anything else."""
     if isinstance(value, bool):
         raise ValueError(f"{value!r} is not a number")
-    if isinstance(value, int | float):
-        f = float(value)
-    elif isinstance(value, str) and _DECIMAL.fullmatch(value):
+    if isinstance(value, int | float) or (isinstance(value, str) and _DECIMAL.fullmatch(value)):
         f = float(value)
     else:
         raise ValueError(f"{value!r} is not a decimal number")

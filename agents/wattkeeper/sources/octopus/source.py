@@ -123,7 +123,12 @@ class OctopusSource:
         )
         if self._set_state is not None:
             self._set_state(
-                {"octopus.discovered": {"account": self.cfg.account_number, "device": self.device_id}}
+                {
+                    "octopus.discovered": {
+                        "account": self.cfg.account_number,
+                        "device": self.device_id,
+                    }
+                }
             )
         return self.device_id
 
@@ -161,7 +166,9 @@ class OctopusSource:
             now = self.clock.now()
             if stored is None:
                 start = now - self.cfg.initial_backfill
-                self.log.info("no cursor yet: starting %s before now", _dur(self.cfg.initial_backfill))
+                self.log.info(
+                    "no cursor yet: starting %s before now", _dur(self.cfg.initial_backfill)
+                )
             else:
                 start = float(stored)
             oldest = now - self.cfg.max_backfill
@@ -207,7 +214,9 @@ class OctopusSource:
                 next_start = max(start, last + 1.0)
                 batch.state[self._key("last_read_at")] = _iso(last)
             elif end <= now - self.cfg.settle:
-                self.log.info("no readings from %s to %s (Home Mini offline?)", _iso(start), _iso(end))
+                self.log.info(
+                    "no readings from %s to %s (Home Mini offline?)", _iso(start), _iso(end)
+                )
                 next_start = end
             if parsed.rejected:
                 batch.rejected += len(parsed.rejected)
@@ -235,7 +244,9 @@ class OctopusSource:
             raise exc
         self.log.warning("catch-up stopped after %d window(s): %s", windows, exc)
         self.behind = True
-        self._cooldown_until = max(self._cooldown_until, time.monotonic() + self.budget.steady_interval)
+        self._cooldown_until = max(
+            self._cooldown_until, time.monotonic() + self.budget.steady_interval
+        )
         return batch
 
     def check(self) -> str:

@@ -10,6 +10,7 @@ mean "not measured yet".
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -160,5 +161,10 @@ class PortalClient:
                 continue
             item_unit = str(item.get("unit") or unit)
             factor = 1.0 if item_unit.lower() == "wh" else 1000.0
-            series.readings.append(Reading(conv.utc, round(float(q) * factor, 6)))
+            wh = round(float(q) * factor, 6)
+            if not math.isfinite(wh):  # NaN, Infinity, or a kWh figure that overflows in Wh
+                series.rejected += 1
+                self.log.warning("%s: %s quantity %r is not a finite number", what, conv.local, q)
+                continue
+            series.readings.append(Reading(conv.utc, wh))
         return series
