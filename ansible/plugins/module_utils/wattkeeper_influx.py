@@ -1,0 +1,133 @@
+"""A small InfluxDB 2 HTTP API client shared by the wattkeeper modules.
+
+Why our own: the controller and the InfluxDB host need nothing beyond Ansible itself (no
+influxdb-client package, no influx CLI). Ansible's ``fetch_url`` brings proxies, TLS
+options and timeouts for free; every failure becomes one line naming the HTTP status and
+InfluxDB's error code, never a traceback and never the token.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import urlencode
+
+from ansible.module_utils.urls import fetch_url
+
+INFLUX_COMMON_ARGS: dict[str, Any] = {
+    "url": {"type": "str", "default": "http://127.0.0.1:8086"},
+    "token": {"type": "str", "no_log": True},
+    "org": {"type": "str", "default": "home"},
+    "validate_certs": {"type": "bool", "default": True},
+    "timeout": {"type": "int", "default": 30},
+}
+
+
+class InfluxError(Exception):
+    """An API call failed; the message is safe to show (no token)."""
+
+    def __init__(self, message: str, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class Influx:
+    """Just the endpoints the modules use, with JSON in and out."""
+
+    def __init__(self, module: Any, token: str | None = None) -> None:
+        self.module = module
+        self.base = module.params["url"].rstrip("/")
+        self.token = token if token is not None else module.params.get("token")
+        self._org_id: str | None = None
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        query: dict[str, Any] | None = None,
+        expect: tuple[int, ...] = (200, 201, 204),
+        raw: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Any:
+        url = self.base + path
+        if query:
+            url += "?" + urlencode(query)
+        hdrs = {"Accept": "application/json"}
+        if self.token:
+            hdrs["Authorization"] = "Token " + self.token
+        data = None
+        if raw is not None:
+            data = raw
+        elif body is not None:
+            data = json.dumps(body)
+            hdrs["Content-Type"] = "application/json"
+        hdrs.update(headers or {})
+        resp, info = fetch_url(
+            self.module,
+            url,
+            data=data,
+            headers=hdrs,
+            method=method,
+            timeout=self.module.params["timeout"],
+        )
+        status = int(info.get("status", -1))
+        content = b""
+        if resp is not None:
+            content = resp.read()
+        elif info.get("body"):
+            content = info["body"]
+        if status not in expect:
+            detail = ""
+            try:
+                err = json.loads(content or b"{}")
+                detail = f" {err.get('code', '')}: {err.get('message', '')}".rstrip(": ")
+            except ValueError:
+                detail = f" {info.get('msg', '')}"
+            if status == -1:
+                raise InfluxError(f"{method} {self.base}{path}: cannot connect: {info.get('msg')}", status)
+            raise InfluxError(f"{method} {path}: HTTP {status}{detail}", status)
+        if not content:
+            return None
+        try:
+            return json.loads(content)
+        except ValueError:
+            return content.decode("utf-8", "replace")
+
+    def org_id(self, name: str | None = None) -> str:
+        name = name or self.module.params["org"]
+        if self._org_id is None:
+            orgs = self.call("GET", "/api/v2/orgs", query={"org": name}, expect=(200, 404))
+            found = [o for o in (orgs or {}).get("orgs", []) if o.get("name") == name]
+            if not found:
+                raise InfluxError(f"organization {name!r} does not exist (or the token cannot see it)")
+            self._org_id = found[0]["id"]
+        return self._org_id
+
+    def find_bucket(self, name: str) -> dict[str, Any] | None:
+        res = self.call(
+            "GET", "/api/v2/buckets", query={"name": name, "orgID": self.org_id()}, expect=(200, 404)
+        )
+        for b in (res or {}).get("buckets", []):
+            if b.get("name") == name:
+                return dict(b)
+        return None
+
+    def all_buckets(self) -> list[dict[str, Any]]:
+        res = self.call("GET", "/api/v2/buckets", query={"orgID": self.org_id(), "limit": 100})
+        return list((res or {}).get("buckets", []))
+
+    def find_task(self, name: str) -> dict[str, Any] | None:
+        res = self.call("GET", "/api/v2/tasks", query={"name": name, "orgID": self.org_id(), "limit": 500})
+        for t in (res or {}).get("tasks", []):
+            if t.get("name") == name:
+                return dict(t)
+        return None
+
+    def authorizations(self) -> list[dict[str, Any]]:
+        res = self.call("GET", "/api/v2/authorizations", query={"orgID": self.org_id()})
+        return list((res or {}).get("authorizations", []))
+
+
+def fail(module: Any, exc: InfluxError, **extra: Any) -> None:
+    module.fail_json(msg=str(exc), status=exc.status, **extra)

@@ -1,0 +1,153 @@
+#!/usr/bin/python
+"""Create, update (retention, description) or delete an InfluxDB 2 bucket."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: influxdb_bucket
+short_description: Manage an InfluxDB 2 bucket and its retention
+description:
+  - Creates the bucket if missing, updates its retention and description in place when
+    they differ, or deletes it with I(state=absent). Supports check mode and diff.
+options:
+  name:
+    description: Bucket name.
+    type: str
+    required: true
+  retention:
+    description:
+      - Retention as seconds (int) or a duration such as C(30d), C(90d), C(1h);
+        C(0), C(inf) or C(forever) keep data forever.
+    type: str
+    default: "0"
+  description:
+    description: Free text shown in the InfluxDB UI.
+    type: str
+    default: ""
+  state:
+    description: Whether the bucket should exist.
+    type: str
+    choices: [present, absent]
+    default: present
+  url:
+    description: Base URL of the InfluxDB HTTP API.
+    type: str
+    default: http://127.0.0.1:8086
+  token:
+    description: Operator (all-access) token.
+    type: str
+    required: true
+  org:
+    description: Organization name.
+    type: str
+    default: home
+  validate_certs:
+    description: Verify TLS certificates.
+    type: bool
+    default: true
+  timeout:
+    description: HTTP timeout in seconds.
+    type: int
+    default: 30
+author: wattkeeper contributors
+"""
+
+EXAMPLES = r"""
+- name: Raw bucket, 30 days
+  influxdb_bucket:
+    name: octopus_raw
+    retention: 30d
+    token: "{{ influxdb_operator_token }}"
+"""
+
+RETURN = r"""
+bucket:
+  description: The bucket as the API returns it (absent when deleted or in check mode).
+  type: dict
+  returned: when present
+"""
+
+import re
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.wattkeeper_influx import INFLUX_COMMON_ARGS, Influx, InfluxError, fail
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def retention_seconds(text: str) -> int:
+    """Turn "30d" / "1h30m" / "2592000" / "forever" into seconds (0 = forever)."""
+    t = str(text).strip().lower()
+    if t in ("", "0", "inf", "infinite", "forever", "none"):
+        return 0
+    if t.isdigit():
+        return int(t)
+    parts = re.findall(r"(\d+)([smhdw])", t)
+    if not parts or "".join(n + u for n, u in parts) != t:
+        raise ValueError(f"retention: {text!r} is not a duration such as 30d, 90d or 1h")
+    return sum(int(n) * _UNITS[u] for n, u in parts)
+
+
+def main() -> None:
+    spec = dict(INFLUX_COMMON_ARGS)
+    spec["token"] = {"type": "str", "required": True, "no_log": True}
+    spec.update(
+        name={"type": "str", "required": True},
+        retention={"type": "str", "default": "0"},
+        description={"type": "str", "default": ""},
+        state={"type": "str", "choices": ["present", "absent"], "default": "present"},
+    )
+    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
+    p = module.params
+    try:
+        seconds = retention_seconds(p["retention"])
+    except ValueError as exc:
+        module.fail_json(msg=str(exc))
+        return
+    api = Influx(module)
+    try:
+        current = api.find_bucket(p["name"])
+        if p["state"] == "absent":
+            if current is None:
+                module.exit_json(changed=False)
+            if not module.check_mode:
+                api.call("DELETE", f"/api/v2/buckets/{current['id']}")
+            module.exit_json(
+                changed=True, diff={"before": {"name": p["name"]}, "after": {}}
+            )
+        want = {"name": p["name"], "retention_seconds": seconds, "description": p["description"]}
+        if current is None:
+            if module.check_mode:
+                module.exit_json(changed=True, diff={"before": {}, "after": want})
+            body = {
+                "name": p["name"],
+                "orgID": api.org_id(),
+                "description": p["description"],
+                "retentionRules": [{"type": "expire", "everySeconds": seconds}] if seconds else [],
+            }
+            created = api.call("POST", "/api/v2/buckets", body)
+            module.exit_json(changed=True, bucket=created, diff={"before": {}, "after": want})
+        rules = current.get("retentionRules") or []
+        have_seconds = int(rules[0].get("everySeconds", 0)) if rules else 0
+        have = {
+            "name": p["name"],
+            "retention_seconds": have_seconds,
+            "description": current.get("description", "") or "",
+        }
+        if have == want:
+            module.exit_json(changed=False, bucket=current)
+        if module.check_mode:
+            module.exit_json(changed=True, bucket=current, diff={"before": have, "after": want})
+        body = {
+            "description": p["description"],
+            "retentionRules": [{"type": "expire", "everySeconds": seconds}] if seconds else [],
+        }
+        updated = api.call("PATCH", f"/api/v2/buckets/{current['id']}", body)
+        module.exit_json(changed=True, bucket=updated, diff={"before": have, "after": want})
+    except InfluxError as exc:
+        fail(module, exc)
+
+
+if __name__ == "__main__":
+    main()

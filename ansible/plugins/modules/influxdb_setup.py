@@ -1,0 +1,131 @@
+#!/usr/bin/python
+"""Onboard a fresh InfluxDB 2 server (POST /api/v2/setup), exactly once."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: influxdb_setup
+short_description: Onboard an InfluxDB 2 server once (initial user, org, bucket, operator token)
+description:
+  - Calls C(GET /api/v2/setup); if the server is not yet onboarded, calls C(POST /api/v2/setup).
+  - The operator token is returned only when the server was onboarded by this call, so the
+    caller must store it (the wattkeeper C(influxdb) role writes it to a controller-side
+    file with mode 0600). An already onboarded server is left alone (changed=false).
+  - Check mode reports whether onboarding would happen.
+options:
+  url:
+    description: Base URL of the InfluxDB HTTP API.
+    type: str
+    default: http://127.0.0.1:8086
+  org:
+    description: Initial organization name.
+    type: str
+    default: home
+  username:
+    description: Initial administrator user.
+    type: str
+    required: true
+  password:
+    description: Its password (at least 8 characters).
+    type: str
+    required: true
+  bucket:
+    description: Initial bucket InfluxDB insists on creating.
+    type: str
+    default: wattkeeper_setup
+  retention_seconds:
+    description: Retention of that initial bucket, 0 = forever.
+    type: int
+    default: 0
+  token:
+    description: Operator token to set instead of a generated one (optional).
+    type: str
+  validate_certs:
+    description: Verify TLS certificates.
+    type: bool
+    default: true
+  timeout:
+    description: HTTP timeout in seconds.
+    type: int
+    default: 30
+author: wattkeeper contributors
+"""
+
+EXAMPLES = r"""
+- name: Onboard InfluxDB
+  influxdb_setup:
+    username: admin
+    password: "{{ vault_influxdb_admin_password }}"
+    org: home
+  register: setup
+  no_log: true
+"""
+
+RETURN = r"""
+onboarded:
+  description: True if this call onboarded the server.
+  type: bool
+  returned: always
+token:
+  description: The operator token (only when onboarded by this call).
+  type: str
+  returned: when onboarded
+org_id:
+  description: ID of the created organization.
+  type: str
+  returned: when onboarded
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.wattkeeper_influx import Influx, InfluxError, fail
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "url": {"type": "str", "default": "http://127.0.0.1:8086"},
+            "org": {"type": "str", "default": "home"},
+            "username": {"type": "str", "required": True},
+            "password": {"type": "str", "required": True, "no_log": True},
+            "bucket": {"type": "str", "default": "wattkeeper_setup"},
+            "retention_seconds": {"type": "int", "default": 0},
+            "token": {"type": "str", "no_log": True},
+            "validate_certs": {"type": "bool", "default": True},
+            "timeout": {"type": "int", "default": 30},
+        },
+        supports_check_mode=True,
+    )
+    p = module.params
+    if len(p["password"]) < 8:
+        module.fail_json(msg="password: InfluxDB requires at least 8 characters")
+    api = Influx(module, token="")
+    try:
+        allowed = api.call("GET", "/api/v2/setup")
+        if not allowed.get("allowed"):
+            module.exit_json(changed=False, onboarded=False)
+        if module.check_mode:
+            module.exit_json(changed=True, onboarded=True)
+        body = {
+            "username": p["username"],
+            "password": p["password"],
+            "org": p["org"],
+            "bucket": p["bucket"],
+            "retentionPeriodSeconds": p["retention_seconds"],
+        }
+        if p["token"]:
+            body["token"] = p["token"]
+        res = api.call("POST", "/api/v2/setup", body)
+    except InfluxError as exc:
+        fail(module, exc)
+        return
+    module.exit_json(
+        changed=True,
+        onboarded=True,
+        token=res["auth"]["token"],
+        org_id=res["org"]["id"],
+    )
+
+
+if __name__ == "__main__":
+    main()

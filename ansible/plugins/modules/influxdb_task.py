@@ -1,0 +1,140 @@
+#!/usr/bin/python
+"""Create an InfluxDB 2 task, or update its Flux in place when the definition changed."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: influxdb_task
+short_description: Manage an InfluxDB 2 Flux task (created once, updated in place)
+description:
+  - Finds the task by name in the organization. A missing task is created; a task whose
+    Flux, status or description differs is updated in place (C(PATCH), same task ID, run
+    history kept); I(state=absent) deletes it. Supports check mode and diff (the Flux).
+  - The task name must match C(option task = {name: ...}) in the Flux.
+options:
+  name:
+    description: Task name.
+    type: str
+    required: true
+  flux:
+    description: The complete Flux script including C(option task).
+    type: str
+  status:
+    description: Whether the task is scheduled.
+    type: str
+    choices: [active, inactive]
+    default: active
+  description:
+    description: Free text.
+    type: str
+    default: ""
+  state:
+    description: Whether the task should exist.
+    type: str
+    choices: [present, absent]
+    default: present
+  url:
+    description: Base URL of the InfluxDB HTTP API.
+    type: str
+    default: http://127.0.0.1:8086
+  token:
+    description: Operator token.
+    type: str
+    required: true
+  org:
+    description: Organization name.
+    type: str
+    default: home
+  validate_certs:
+    description: Verify TLS certificates.
+    type: bool
+    default: true
+  timeout:
+    description: HTTP timeout in seconds.
+    type: int
+    default: 30
+author: wattkeeper contributors
+"""
+
+EXAMPLES = r"""
+- name: Downsample octopus to 1m
+  influxdb_task:
+    name: wattkeeper_octopus_1m
+    flux: "{{ 'octopus' | wattkeeper_task_flux('1m', 'octopus_raw', 'octopus_1m', 'home') }}"
+    token: "{{ influxdb_operator_token }}"
+"""
+
+RETURN = r"""
+task:
+  description: ID, name, status and every of the task.
+  type: dict
+  returned: when present and not in check mode
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.wattkeeper_influx import INFLUX_COMMON_ARGS, Influx, InfluxError, fail
+
+
+def _summary(t: dict) -> dict:
+    return {k: t.get(k) for k in ("id", "name", "status", "every", "offset")}
+
+
+def main() -> None:
+    spec = dict(INFLUX_COMMON_ARGS)
+    spec["token"] = {"type": "str", "required": True, "no_log": True}
+    spec.update(
+        name={"type": "str", "required": True},
+        flux={"type": "str"},
+        status={"type": "str", "choices": ["active", "inactive"], "default": "active"},
+        description={"type": "str", "default": ""},
+        state={"type": "str", "choices": ["present", "absent"], "default": "present"},
+    )
+    module = AnsibleModule(
+        argument_spec=spec,
+        supports_check_mode=True,
+        required_if=[("state", "present", ("flux",))],
+    )
+    p = module.params
+    api = Influx(module)
+    try:
+        current = api.find_task(p["name"])
+        if p["state"] == "absent":
+            if current is None:
+                module.exit_json(changed=False)
+            if not module.check_mode:
+                api.call("DELETE", f"/api/v2/tasks/{current['id']}")
+            module.exit_json(changed=True, diff={"before": current.get("flux", ""), "after": ""})
+        flux = p["flux"].strip() + "\n"
+        if current is None:
+            if module.check_mode:
+                module.exit_json(changed=True, diff={"before": "", "after": flux})
+            body = {
+                "orgID": api.org_id(),
+                "flux": flux,
+                "status": p["status"],
+                "description": p["description"],
+            }
+            created = api.call("POST", "/api/v2/tasks", body)
+            module.exit_json(changed=True, task=_summary(created), diff={"before": "", "after": flux})
+        have_flux = (current.get("flux") or "").strip() + "\n"
+        same = (
+            have_flux == flux
+            and current.get("status") == p["status"]
+            and (current.get("description") or "") == p["description"]
+        )
+        if same:
+            module.exit_json(changed=False, task=_summary(current))
+        before = f"# status: {current.get('status')}\n{have_flux}"
+        after = f"# status: {p['status']}\n{flux}"
+        if module.check_mode:
+            module.exit_json(changed=True, task=_summary(current), diff={"before": before, "after": after})
+        body = {"flux": flux, "status": p["status"], "description": p["description"]}
+        updated = api.call("PATCH", f"/api/v2/tasks/{current['id']}", body)
+        module.exit_json(changed=True, task=_summary(updated), diff={"before": before, "after": after})
+    except InfluxError as exc:
+        fail(module, exc)
+
+
+if __name__ == "__main__":
+    main()
