@@ -93,9 +93,12 @@ class InfluxClient:
         self._session.close()
 
     def encode(self, lines: list[str]) -> bytes:
-        """The request body for ``lines`` (gzip level 1: most of the gain, little CPU)."""
-        body = ("\n".join(lines) + "\n").encode()
-        return gzip.compress(body, compresslevel=1) if self.use_gzip else body
+        """The request body for ``lines``."""
+        return self.compress(("\n".join(lines) + "\n").encode())
+
+    def compress(self, raw: bytes) -> bytes:
+        """Line protocol as sent (gzip level 1: most of the gain, little CPU)."""
+        return gzip.compress(raw, compresslevel=1) if self.use_gzip else raw
 
     def write(self, lines: list[str], timeout: float | None = None) -> WriteResult:
         """POST lines to /api/v2/write (ns precision); never raises for network trouble."""
