@@ -15,6 +15,11 @@ control command on the same port (``9000 + kind, count``: the next ``count`` con
 (well-formed answers with only a few values), ``stall`` (half an answer, then silence),
 ``garble`` (words no conversion accepts: -1 as firmware version characters).
 
+With ``--truth FILE`` every connection that received all three answers in full is
+appended as one line ``ID_WEB_AktuelleTimeStamp,unix time``: the readings a client was
+given, for tests that count generated against landed (the timestamp is the simulated
+clock's, unique per answer when ``--time-scale`` is large enough).
+
 This module uses the standard library only (not python-luxtronik), so it ships in the
 agent wheel and cannot share a bug with the client it is tested against.
 """
@@ -33,6 +38,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from types import FrameType
 
 log = logging.getLogger("wattkeeper.simulate.luxtronik")
@@ -50,6 +56,7 @@ DEFAULT_COUNTS = {"parameters": 1190, "calculations": 267, "visibilities": 366}
 MIN_COUNTS = {"parameters": 1126, "calculations": 260, "visibilities": 355}
 
 VERSION_FIRST, VERSION_LEN = 81, 10
+TIMESTAMP = 134  # ID_WEB_AktuelleTimeStamp
 
 
 def _ip(text: str) -> int:
@@ -176,7 +183,7 @@ class HeatPump:
         c[118] = 0
         c[119] = 0 if on else 1
         c[120] = int((minute if on else minute - on_minutes) * 60)
-        c[134] = int(t)  # ID_WEB_AktuelleTimeStamp
+        c[TIMESTAMP] = int(t)  # ID_WEB_AktuelleTimeStamp
         heat_heating = 25_000.0 + run_s / 3600 * heat_kw * 0.85
         heat_water = 4_000.0 + run_s / 3600 * heat_kw * 0.15
         c[151] = int(heat_heating * 10)  # kWh * 10
@@ -235,6 +242,7 @@ class Handler(socketserver.BaseRequestHandler):
         sock.settimeout(120)
         pump = self.server.pump
         fault = "pending"
+        answered: dict[int, int] = {}  # command -> the calculations' timestamp word
         try:
             while True:
                 head = self._recv_exact(sock, 8)
@@ -292,8 +300,11 @@ class Handler(socketserver.BaseRequestHandler):
                         time.sleep(self.server.faults.slow_seconds)
                     return
                 sock.sendall(data)
+                answered[cmd] = values[TIMESTAMP] if cmd == CMD_CALCULATIONS else 0
         except OSError as exc:
             log.info("connection ended: %s", exc)
+        finally:
+            self.server.record_truth(answered)
 
     @staticmethod
     def _recv_exact(sock: socket.socket, n: int) -> bytes | None:
@@ -311,10 +322,20 @@ class Server(socketserver.TCPServer):
 
     allow_reuse_address = True
 
-    def __init__(self, addr: tuple[str, int], pump: HeatPump, faults: Faults) -> None:
+    def __init__(
+        self, addr: tuple[str, int], pump: HeatPump, faults: Faults, truth: str = ""
+    ) -> None:
         self.pump = pump
         self.faults = faults
+        self.truth = Path(truth) if truth else None
         super().__init__(addr, Handler)
+
+    def record_truth(self, answered: dict[int, int]) -> None:
+        """A client that got parameters, calculations and visibilities in full got a reading."""
+        full = {CMD_PARAMETERS, CMD_CALCULATIONS, CMD_VISIBILITIES} <= answered.keys()
+        if self.truth is not None and full:
+            with self.truth.open("a", encoding="utf-8") as fh:
+                fh.write(f"{answered[CMD_CALCULATIONS]},{time.time():.3f}\n")
 
 
 def _listen(text: str) -> tuple[str, int]:
@@ -362,6 +383,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--short-count", type=int, default=30, help="values per answer in a short answer"
     )
+    parser.add_argument(
+        "--truth", default="", metavar="FILE", help="append every complete reading served here"
+    )
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -377,7 +401,7 @@ def serve(args: argparse.Namespace) -> int:
         clock = Clock(args.start if args.start is not None else time.time(), args.time_scale)
     pump = HeatPump(counts, args.firmware[:VERSION_LEN], clock)
     faults = Faults(args.fault, args.fault_every, args.slow_seconds, args.short_count)
-    server = Server(args.listen, pump, faults)
+    server = Server(args.listen, pump, faults, args.truth)
 
     def stop(signum: int, _frame: FrameType | None) -> None:
         threading.Thread(target=server.shutdown, daemon=True).start()
