@@ -4,27 +4,44 @@ every rejection counted.
 Hypothesis feeds the parsers random and mutated answers: Kraken GraphQL telemetry rows,
 WattiVahti portal JSON, and Luxtronik frames over a real TCP socket to the production
 reader. What comes out must either be refused with the source's own error (which the
-runner counts as a failed poll) or be numbers that InfluxDB can store.
+runner counts as a failed poll) or be numbers that InfluxDB can store, and nothing may
+vanish uncounted: every value offered is a reading or a counted rejection (exactly, for
+Kraken rows; for portal entries, only "not measured yet" may pass without a count). A
+Luxtronik field is text only where python-luxtronik's datatype is text, so a field never
+changes type in InfluxDB.
+
+The counting then goes through the runner: the production Agent over hypothesis-drawn
+polls (refusals, unstorable points, failing polls) must report exactly their sum as
+poll_errors in its own metrics, and the real WattiVahti agent against the portal
+simulator answering with non-numbers must count each one. (Luxtronik's garbled and short
+answers are counted through the agent in test_luxtronik.py.)
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import socket
+import sqlite3
 import struct
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import Target
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from wattkeeper.config import load_config
 from wattkeeper.point import Point
-from wattkeeper.source import SourceError
+from wattkeeper.runner import Agent
+from wattkeeper.source import Batch, SourceContext, SourceError, SourcePlugin
 
 JSON_SCALARS = (
     st.none()
@@ -47,52 +64,84 @@ JSON_VALUES = st.recursive(
 
 octopus = pytest.importorskip("wattkeeper.sources.octopus.parsing")
 
-TIMES = st.sampled_from(
-    [
-        "2024-05-01T12:00:00+00:00",
-        "2024-05-01T13:00:10+01:00",
-        "2024-05-01T12:00:00Z",
-        "2024-05-01T12:00:00",
-        "yesterday",
-        "",
-    ]
-) | st.text(max_size=25)
+# readAt values the API could send, each with whether it names an instant (has an offset).
+GOOD_TIMES = st.sampled_from(
+    ["2024-05-01T12:00:00+00:00", "2024-05-01T13:00:10+01:00", "2024-05-01T12:00:00Z"]
+) | st.datetimes(timezones=st.just(UTC)).map(lambda t: t.isoformat())
+BAD_TIMES = (
+    st.sampled_from(["2024-05-01T12:00:00", "yesterday", "", "2024-13-01T00:00:00Z"])
+    | JSON_SCALARS.filter(lambda v: not isinstance(v, str))
+    | st.text(max_size=25).filter(lambda t: not _is_aware_iso(t))
+)
+
+
+def _is_aware_iso(text: str) -> bool:
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).tzinfo is not None
+    except ValueError:
+        return False
+
+
+def _is_decimal(value: Any) -> bool:
+    """The API's number grammar, spelled out independently of the parser."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int | float):
+        return math.isfinite(float(value))
+    if not isinstance(value, str) or not value.isascii():
+        return False
+    body = value[1:] if value.startswith("-") else value
+    whole, dot, frac = body.partition(".")
+    ok_whole = whole == "0" or (whole.isdigit() and not whole.startswith("0"))
+    return ok_whole and (not dot or frac.isdigit()) and math.isfinite(float(value))
 
 
 @st.composite
-def telemetry_row(draw: st.DrawFn) -> dict[str, Any]:
-    row: dict[str, Any] = {"readAt": draw(TIMES | JSON_SCALARS)}
+def telemetry_row(draw: st.DrawFn) -> tuple[dict[str, Any], bool]:
+    """A row and whether its readAt is a usable instant."""
+    good = draw(st.booleans())
+    row: dict[str, Any] = {"readAt": draw(GOOD_TIMES if good else BAD_TIMES)}
     for name in octopus.NUMERIC_FIELDS:
-        if draw(st.integers(0, 9)) == 0:
+        if draw(st.integers(0, 19)) == 0:
             continue  # a missing key: the answer was truncated or changed
-        row[name] = draw(JSON_VALUES)
-    return row
+        row[name] = draw(
+            st.from_regex(r"-?(0|[1-9][0-9]{0,5})(\.[0-9]{1,4})?", fullmatch=True) | JSON_VALUES
+        )
+    return row, good
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.none() | st.lists(telemetry_row(), max_size=8) | JSON_VALUES)
-def test_octopus_telemetry_parser(rows: Any) -> None:
+@given(st.lists(telemetry_row(), max_size=8) | st.none() | JSON_VALUES)
+def test_octopus_telemetry_parser(drawn: Any) -> None:
+    """Every value offered is taken as a finite float or counted as rejected; a row with a
+    bad readAt is one rejection; a row lacking a key refuses the whole answer."""
+    is_rows = isinstance(drawn, list) and all(
+        isinstance(x, tuple) and len(x) == 2 and isinstance(x[1], bool) for x in drawn
+    )
+    rows = [r for r, _ in drawn] if is_rows else drawn
     try:
         parsed = octopus.parse_telemetry(rows)
     except octopus.MalformedAnswer:
+        assert not is_rows or any(set(octopus.TELEMETRY_FIELDS) - set(r) for r, _ in drawn)
         return  # refused whole: the runner counts a failed poll, the cursor stays
-    offered = 0
     for reading in parsed.readings:
         assert reading.read_at.tzinfo is not None
         for value in reading.values.values():
             assert type(value) is float and math.isfinite(value)
-    if isinstance(rows, list):
-        for row in rows:
-            offered += sum(
-                1
-                for f in octopus.NUMERIC_FIELDS
-                if isinstance(row, dict) and row.get(f) is not None
-            )
-        taken = sum(len(r.values) for r in parsed.readings)
-        refused_rows = sum(1 for r in parsed.rejected if r[1] == "readAt")
-        # Every value offered is either taken or counted as rejected (or its row was).
-        assert taken + len(parsed.rejected) - refused_rows <= offered
-        assert [r.read_at for r in parsed.readings] == sorted(r.read_at for r in parsed.readings)
+    assert [r.read_at for r in parsed.readings] == sorted(r.read_at for r in parsed.readings)
+    if not is_rows:
+        assert drawn in (None, []) and not parsed.readings and not parsed.rejected
+        return
+    good_rows = [r for r, good in drawn if good]
+    assert len(parsed.readings) == len(good_rows)
+    time_refusals = [x for x in parsed.rejected if x[1] == "readAt"]
+    assert len(time_refusals) == len(drawn) - len(good_rows)
+    offered = [r[f] for r in good_rows for f in octopus.NUMERIC_FIELDS if r[f] is not None]
+    taken = sum(len(r.values) for r in parsed.readings)
+    assert taken == sum(1 for v in offered if _is_decimal(v))
+    assert len(parsed.rejected) - len(time_refusals) == sum(
+        1 for v in offered if not _is_decimal(v)
+    )
 
 
 @given(st.from_regex(r"-?(0|[1-9][0-9]{0,5})(\.[0-9]{1,4})?", fullmatch=True))
@@ -168,9 +217,11 @@ def test_wattivahti_portal_parser(doc: Any) -> None:
         1.0,
         logging.getLogger("test"),  # type: ignore[arg-type]
     )
+    wire = _wire(doc)
     try:
-        series = client._parse(_wire(doc), "PT15MIN", "consumption")
+        series = client._parse(wire, "PT15MIN", "consumption")
     except SourceError:
+        assert not isinstance(wire, dict) or "getconsumptionsresult" not in wire
         return
     seen = set()
     for r in series.readings:
@@ -179,6 +230,17 @@ def test_wattivahti_portal_parser(doc: Any) -> None:
         assert r.utc not in seen  # no two readings for one instant
         seen.add(r.utc)
         Point("wattivahti", {"consumption_wh": r.wh}, 1).to_line()
+    # Nothing vanishes silently: every entry that is not an object, or that carries a
+    # quantity, is either a reading or a counted rejection; only "not measured yet"
+    # (a null quantity) may be skipped without a count.
+    tsv = wire.get("getconsumptionsresult", {})
+    for key in ("consumptiondata", "timeseries", "values", "tsv"):
+        tsv = tsv.get(key) if isinstance(tsv, dict) else None
+    entries = tsv if isinstance(tsv, list) else []
+    must_count = sum(
+        1 for e in entries if not isinstance(e, dict) or e.get("quantity", e.get("q")) is not None
+    )
+    assert must_count <= len(series.readings) + series.rejected <= len(entries)
 
 
 # -- Luxtronik: frames over TCP --------------------------------------------------------------
@@ -271,13 +333,36 @@ def test_luxtronik_reader_on_mutated_frames(
         values = reader.read()
     except (luxtronik_reader.ReadError, OSError):
         return  # a poll error: counted by the runner, connection dropped
+    kinds = _luxtronik_kinds()
     for group, fields in values.items():
         assert group in ("parameters", "calculations", "visibilities")
         for name, value in fields.items():
-            assert isinstance(value, float | str), (name, value)
-            if isinstance(value, float):
-                assert math.isfinite(value)
+            # A field keeps one type for ever (InfluxDB refuses a change): text only where
+            # python-luxtronik's datatype is text, a finite float everywhere else.
+            if kinds[(group, name)]:
+                assert isinstance(value, str), (name, value)
+            else:
+                assert type(value) is float and math.isfinite(value), (name, value)
             Point("luxtronik", {name: value}, 1).to_line()
+
+
+def _luxtronik_kinds() -> dict[tuple[str, str], bool]:
+    """(group, name) -> whether python-luxtronik's datatype gives text."""
+    from luxtronik.calculations import Calculations
+    from luxtronik.datatypes import IPAddress, SelectionBase, Version
+    from luxtronik.parameters import Parameters
+    from luxtronik.visibilities import Visibilities
+
+    tables = {
+        "parameters": Parameters.parameters,
+        "calculations": Calculations.calculations,
+        "visibilities": Visibilities.visibilities,
+    }
+    return {
+        (group, e.name): isinstance(e, SelectionBase | IPAddress | Version)
+        for group, table in tables.items()
+        for e in table.values()
+    }
 
 
 def test_naive_or_shifted_times_never_reach_influx() -> None:
@@ -285,3 +370,147 @@ def test_naive_or_shifted_times_never_reach_influx() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         Point.at("m", datetime(2024, 1, 1), {"v": 1.0})
     assert Point.at("m", datetime(2024, 1, 1, tzinfo=UTC), {"v": 1.0}).time_ns == 1704067200 * 10**9
+
+
+# -- through the runner: every refusal reaches poll_errors ---------------------------------
+
+
+@dataclass
+class _ScriptSection:
+    """[scripted]: nothing to configure; the test hands the poll over directly."""
+
+
+_SCRIPT: list[Any] = []
+
+FIELD_VALUES = (
+    st.floats(allow_nan=True, allow_infinity=True)
+    | st.integers(-(10**6), 10**6)
+    | st.booleans()
+    | st.text(max_size=5)
+)
+
+
+@st.composite
+def scripted_poll(draw: st.DrawFn) -> Any:
+    """What one poll of a source hands the runner: points (some unstorable) and a count
+    of readings it refused itself, or an exception."""
+    kind = draw(st.sampled_from(["batch", "batch", "batch", "error", "bug"]))
+    if kind == "error":
+        return SourceError("the service answered 503")
+    if kind == "bug":
+        return ValueError("a parser bug")
+    points = [
+        Point(
+            "scripted",
+            draw(st.dictionaries(st.sampled_from("abc"), FIELD_VALUES, max_size=3)),
+            10**18 + i,
+        )
+        for i in range(draw(st.integers(0, 6)))
+    ]
+    return Batch(points=points, rejected=draw(st.integers(0, 3)))
+
+
+def _storable(p: Point) -> bool:
+    return bool(p.fields) and all(
+        not isinstance(v, float) or math.isfinite(v) for v in p.fields.values()
+    )
+
+
+def _scripted_factory(ctx: SourceContext) -> Any:
+    class Scripted:
+        def next_delay(self) -> float:
+            return 0.0
+
+        def poll(self) -> Batch:
+            step = _SCRIPT.pop(0)
+            if isinstance(step, Exception):
+                raise step
+            return step  # type: ignore[no-any-return]
+
+        def check(self) -> str:
+            return "scripted"
+
+        def close(self) -> None:
+            pass
+
+    return Scripted()
+
+
+SCRIPTED = SourcePlugin(name="scripted", config_class=_ScriptSection, factory=_scripted_factory)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(scripted_poll(), min_size=1, max_size=5))
+def test_runner_counts_every_refusal(polls: list[Any]) -> None:
+    """Runs of `run --once` (the production Agent) over scripted polls: poll_errors in the
+    agent's own metrics equals the readings the source refused, plus the points InfluxDB
+    could not store (NaN, infinity, no field), plus the failed polls; every storable
+    point is in the buffer exactly once."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        cfg_file = tmp / "scripted.toml"
+        cfg_file.write_text(
+            '[agent]\nlog_target = "stderr"\nflush_timeout = "1s"\n'
+            '[influxdb]\nurl = "http://127.0.0.1:9"\norg = "home"\nbucket = "b"\n'
+            f'token = "xxxxxxxx"\ntimeout = "1s"\n[buffer]\npath = "{tmp / "buf.sqlite"}"\n'
+        )
+        cfg = load_config(cfg_file, "scripted", _ScriptSection, set())
+        stored: list[str] = []
+        for step in polls:
+            _SCRIPT[:] = [step]
+            code = Agent(cfg, SCRIPTED, once=True).run()
+            # 75: InfluxDB is unreachable here, so whatever was taken stays buffered.
+            assert code == 75
+            if isinstance(step, Batch):
+                stored += [p.to_line() for p in step.points if _storable(p)]
+            expected = (
+                1
+                if isinstance(step, Exception)
+                else step.rejected + sum(1 for p in step.points if not _storable(p))
+            )
+            db = sqlite3.connect(tmp / "buf.sqlite")
+            metrics = db.execute(
+                "SELECT line FROM points WHERE line LIKE 'wattkeeper_agent,%' "
+                "ORDER BY id DESC LIMIT 1"
+            ).fetchone()[0]
+            lines = [
+                r[0] for r in db.execute("SELECT line FROM points WHERE line LIKE 'scripted%'")
+            ]
+            db.close()
+            fields = dict(f.split("=", 1) for f in metrics.split(" ")[1].split(","))
+            assert float(fields["poll_errors"]) == expected, (step, metrics)
+            assert lines == stored
+
+
+def test_wattivahti_bad_values_are_counted_through_the_agent(
+    tmp_path: Path, target: Target
+) -> None:
+    """The real agent against the portal simulator answering with quantities that are not
+    numbers: those instants are not written (never as strings), each is counted in the
+    agent's poll_errors, and the rest of the day lands."""
+    from test_wattivahti import make_setup, points, run_once, simulators
+
+    sims = simulators(tmp_path)
+    start = next(sims)
+    try:
+        s = make_setup(
+            tmp_path, target, start, "--quarter-hour-since", "2020-01-01", initial_days=1
+        )
+        s.sim.fault("badvalue", 2)  # the first two answers: 4 bad quantities each
+        r = run_once(s)
+        assert r.returncode == 0, r.stderr
+        reqs = s.sim.stats()["meterdata_requests"]
+    finally:
+        with contextlib.suppress(StopIteration):
+            next(sims)
+    assert len(reqs) >= 2
+    rows = points(target, datetime(2020, 1, 1, tzinfo=UTC), datetime.now(UTC) + timedelta(days=1))
+    assert rows and all(isinstance(float(r["consumption_wh"]), float) for r in rows)
+    metrics = target.query(
+        '|> range(start: -1h) |> filter(fn: (r) => r._measurement == "wattkeeper_agent" '
+        'and r._field == "poll_errors") |> last()'
+    )
+    assert float(metrics[0]["_value"]) == 8.0
+    assert r.stderr.count("is not a number") == 8

@@ -3,7 +3,8 @@
 Endpoints (any path prefix): POST .../oauth2/v2.0/token, GET .../oauth2/v2.0/authorize
 (signs the user in at once and redirects with a PKCE code), GET .../meterdata2. Test
 controls: GET /_stats, POST /_fault {"kind": K, "count": N} (K: 500, 503, hang, nonjson,
-empty for meterdata2; token500 for the token endpoint), POST /_tokens {"refresh_token"}.
+empty, badvalue (the first four measured quantities are not numbers) for meterdata2;
+token500 for the token endpoint), POST /_tokens {"refresh_token"}.
 """
 
 from __future__ import annotations

@@ -17,7 +17,9 @@ from wattkeeper.simulate.wattivahti.tokens import OAuthError, TokenIssuer
 
 log = logging.getLogger("wattkeeper.simulate.wattivahti")
 
-METER_FAULTS = ("500", "503", "hang", "nonjson", "empty")
+METER_FAULTS = ("500", "503", "hang", "nonjson", "empty", "badvalue")
+# What a "badvalue" answer carries instead of its first measured quantities.
+BAD_QUANTITIES = ("12,5", True, "NaN", {"kWh": 1.0})
 TOKEN_FAULTS = ("token500",)
 FAULTS = METER_FAULTS + TOKEN_FAULTS
 
@@ -210,6 +212,11 @@ class Handler(BaseHTTPRequestHandler):
             data_until=now - timedelta(seconds=portal.lag),
             empty=fault == "empty",
         )
+        if fault == "badvalue":
+            tsv = doc["getconsumptionsresult"]["consumptiondata"]["timeseries"]["values"]["tsv"]
+            measured = [e for e in tsv if e["quantity"] is not None]
+            for entry, bad in zip(measured, BAD_QUANTITIES, strict=False):
+                entry["quantity"] = bad
         self._json(200, doc)
 
 
