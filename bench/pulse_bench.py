@@ -160,13 +160,20 @@ channels = [
     dropped = sum(1 for x in lines if x.endswith(",0"))
     text = log.read_text()
     overflow = "overflowed" in text
+    # End to end: every pulse the simulator sent must be a point in InfluxDB.
+    rows = server.query(
+        f'from(bucket: "{bucket}") |> range(start: 0) |> filter(fn: (r) => '
+        'r._measurement == "pulse" and r._field == "pulses") |> group() |> count()'
+    )
+    landed = int(rows[0]["_value"]) if rows else 0
+    missing = max(0, len(lines) - dropped - landed)
     return Result(
         label,
         100.0 * (last.cpu_s - first.cpu_s) / wall,
         sum(rss) / max(1, len(rss)) / 1024,
         last.hwm_kib / 1024,
         len(lines),
-        dropped + (1 if overflow else 0),
+        dropped + missing + (1 if overflow else 0),
     )
 
 
