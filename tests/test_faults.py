@@ -11,6 +11,7 @@ the clock; the seed is printed with the figures.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -222,18 +223,23 @@ def test_agents_sigkilled_50_times(influx: InfluxServer, tmp_path: Path) -> None
 # -- the buffer's disk full ----------------------------------------------------------------
 
 
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 3 MB tmpfs for the buffer: the disk-full case on a real filesystem."""
-    mnt = tmp_path / "disk"
+@contextlib.contextmanager
+def tmpfs(mnt: Path, size: str) -> Iterator[Path]:
+    """A small tmpfs for the buffers: the disk-full case on a real filesystem."""
     mnt.mkdir()
-    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mnt)])
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)])
     if res.returncode != 0:
         pytest.skip("cannot mount a tmpfs here (needs root)")
     try:
         yield mnt
     finally:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    with tmpfs(tmp_path / "disk", "3m") as mnt:
+        yield mnt
 
 
 def fill(disk: Path) -> Path:
@@ -286,6 +292,40 @@ def test_disk_full_keeps_polling_says_so_and_recovers(
     )
     _report_and_check([fig], started, QUICK)
     assert "disk is full" in log.read_text()
+
+
+def test_disk_full_under_every_agent(influx: InfluxServer, tmp_path: Path) -> None:
+    """All agents keep their buffers on one small tmpfs that another file fills up: each
+    keeps polling (or counting pulses), says so, holds what it can, and catches up when
+    the space returns."""
+    with tmpfs(tmp_path / "disk", "24m") as disk:
+        fleet = Fleet(influx, tmp_path, all_legs(90, "2s"), buffer_dir=disk)
+        started = time.monotonic()
+        try:
+            fleet.start()
+            sync = next(leg for leg in fleet.legs if leg.source == "wattivahti")
+            wait_for(sync.settled, 60, "the first WattiVahti sync")
+            filler = fill(disk)
+            for leg in fleet.legs:
+                if leg.source != "wattivahti":  # nothing new to fetch for a while
+                    wait_for(
+                        lambda leg=leg: (
+                            "cannot write to the buffer" in leg.log.read_text()
+                            or "cannot update the buffer" in leg.log.read_text()
+                        ),
+                        60,
+                        f"{leg.source} to notice the full disk",
+                    )
+            time.sleep(15)
+            assert len(fleet.agents_alive()) == len(fleet.legs), fleet.logs()
+            filler.unlink()  # space returns
+            fleet.wait_drained(240)
+            _stop_cleanly(fleet)
+            figures = fleet.figures("buffer disk full (24 MB tmpfs), every agent")
+        finally:
+            fleet.close()
+    _report_and_check(figures, started, QUICK)
+    _check_logs(fleet)
 
 
 # -- a corrupt buffer file -----------------------------------------------------------------

@@ -16,7 +16,7 @@ import threading
 import time
 from datetime import UTC, datetime
 from types import FrameType
-from typing import cast
+from typing import Any, cast
 
 from wattkeeper.alerts import Alerter, Event
 from wattkeeper.backoff import Backoff
@@ -38,6 +38,9 @@ from wattkeeper.source import (
 )
 
 log = logging.getLogger("wattkeeper.agent")
+
+# At most this much line protocol is held in memory while the buffer cannot be written.
+HELD_BYTES = 32 * 1000**2
 
 
 class QueueSink:
@@ -122,7 +125,13 @@ class Agent:
         self.consecutive_failures = 0
         self.last_poll_ok: float | None = None
         self.sink = QueueSink()
-        self._uncommitted: list[Point] = []
+        # Readings taken while the buffer could not be written (a full disk): held in
+        # memory, in order and without repeats, and committed by the next commit that
+        # works together with the newest source state, so a cursor never passes them.
+        self._held: dict[str, None] = {}
+        self._held_bytes = 0
+        self._held_state: dict[str, Any] = {}
+        self.held_dropped = 0
         self._sink_lost_reported = 0
         self._source_lost_reported = 0
         self.source: Source | None = None
@@ -210,7 +219,8 @@ class Agent:
         deadline = time.monotonic() + self.cfg.agent.flush_timeout
         outcome = self.deliverer.flush(deadline)
         pending = self.buffer.pending
-        if outcome is Flush.EMPTY and pending == 0:
+        self._report_unstored()
+        if outcome is Flush.EMPTY and pending == 0 and not self._held:
             log.info("delivered everything; buffer empty")
             return 0 if ok else EX_TEMPFAIL
         log.warning("%d points kept in the buffer for a later run", pending)
@@ -263,6 +273,8 @@ class Agent:
         if self.plugin.streaming and self.source is not None:
             cast(StreamingSource, self.source).stop()
             self._commit_stream()
+        elif self._held:
+            self._commit(Batch())  # a last try for readings held while the disk was full
         # The whole shutdown is bounded by flush_timeout, even if the delivery thread is
         # stuck in a request to an InfluxDB that does not answer: its rows are not acked,
         # so they stay in the buffer for the next start.
@@ -271,6 +283,7 @@ class Agent:
         delivery.join(max(0.0, deadline - time.monotonic()))
         if not delivery.is_alive():
             self.deliverer.flush(deadline)
+        self._report_unstored()
         pending = self.buffer.pending
         if pending:
             log.warning(
@@ -305,7 +318,7 @@ class Agent:
             self._poll_failed(f"{type(exc).__name__}: {exc}")
             return False
         if not self._commit(batch):
-            self._poll_failed("could not store the readings in the buffer")
+            self._poll_failed("could not store the readings in the buffer (held in memory)")
             return False
         if batch.rejected:
             self.poll_errors += batch.rejected
@@ -332,27 +345,58 @@ class Agent:
         return lines
 
     def _commit(self, batch: Batch) -> bool:
+        lines = self._encode(batch.points)
+        every, state = lines, batch.state
+        if self._held:
+            every = list({**self._held, **dict.fromkeys(lines)})
+            state = {**self._held_state, **batch.state}
         try:
-            self.buffer.append(self._encode(batch.points), batch.state)
+            self.buffer.append(every, state)
         except sqlite3.Error as exc:
-            # Disk full or read-only: the points of this poll are not taken. Say so loudly;
-            # the cursor was not advanced either, so the next poll asks for them again.
-            log.error("cannot write to the buffer %s: %s", self.cfg.buffer_path, exc)
+            # Disk full or read-only: nothing of this poll is in the buffer, nor its cursor.
+            # Say so loudly, and hold the readings in memory until a commit works.
+            self._hold(lines, batch.state)
+            log.error(
+                "cannot write to the buffer %s: %s; %d readings held in memory",
+                self.cfg.buffer_path,
+                exc,
+                len(self._held),
+            )
             self.alerter.alert(Event.DISK_FULL, f"Cannot write the buffer: {exc}")
             return False
-        if batch.points:
+        if self._held:
+            log.info("the buffer takes writes again: %d held readings stored", len(self._held))
+        self._held, self._held_bytes, self._held_state = {}, 0, {}
+        if every:
             self.deliverer.notify()
         return True
 
+    def _hold(self, lines: list[str], state: dict[str, Any]) -> None:
+        """Keep a poll that could not be committed, unless memory is full: then the newest
+        readings go (counted as dropped) and their source state with them, so a source
+        with a cursor asks for them again."""
+        new = [line for line in lines if line not in self._held]
+        nbytes = sum(len(line) for line in new)
+        if len(self._held) + len(new) > self.sink.maxsize or self._held_bytes + nbytes > HELD_BYTES:
+            self.held_dropped += len(new)
+            return
+        self._held.update(dict.fromkeys(new))
+        self._held_bytes += nbytes
+        self._held_state.update(state)
+
+    def _report_unstored(self) -> None:
+        if self._held:
+            log.error(
+                "exiting with %d readings that could not be written to the buffer %s: lost",
+                len(self._held),
+                self.cfg.buffer_path,
+            )
+
     def _commit_stream(self) -> None:
-        # Points that could not be committed last time (disk full) are kept and go first.
-        points = self._uncommitted + self.sink.drain()
-        self._uncommitted = []
-        if points and not self._commit(Batch(points=points)):
-            keep = self.sink.maxsize
-            self.sink.overflow += max(0, len(points) - keep)
-            self._uncommitted = points[-keep:]
-        lost = self.sink.overflow
+        points = self.sink.drain()
+        if points or self._held:
+            self._commit(Batch(points=points))
+        lost = self.sink.overflow + self.held_dropped
         if lost > self._sink_lost_reported:
             log.error(
                 "in-memory queue overflowed: %d readings lost so far",
@@ -393,7 +437,7 @@ class Agent:
     def _write_metrics(self) -> None:
         stats = self.buffer.stats()
         c = stats.counters
-        lost = self.sink.overflow + self._source_lost()
+        lost = self.sink.overflow + self.held_dropped + self._source_lost()
         # The spec wants floats here (Grafana and Flux math treat them alike).
         fields: dict[str, float | int | str | bool] = {
             "buffer_rows": float(stats.pending),

@@ -78,10 +78,11 @@ class Leg:
     started: datetime = field(default_factory=lambda: datetime.now(UTC))
     exit_codes: list[int | None] = field(default_factory=list)
     kills: list[float] = field(default_factory=list)  # wall-clock instants of SIGKILLs
+    buffer_dir: Path | None = None  # where the buffer lives, if not with the rest
 
     @property
     def buffer(self) -> Path:
-        return self.dir / f"{self.source}-buffer.sqlite"
+        return (self.buffer_dir or self.dir) / f"{self.source}-buffer.sqlite"
 
     @property
     def log(self) -> Path:
@@ -113,8 +114,15 @@ class Leg:
     def write_config(self, influx_url: str | None, **extra: Any) -> None:
         assert self.target is not None
         influxdb = {**extra.pop("influxdb", {}), **({"url": influx_url} if influx_url else {})}
+        buffer = {**extra.pop("buffer", {}), "path": self.buffer}
         self.config = agent_config(
-            self.dir, self.target, self.source, self.source_table(), influxdb=influxdb, **extra
+            self.dir,
+            self.target,
+            self.source,
+            self.source_table(),
+            influxdb=influxdb,
+            buffer=buffer,
+            **extra,
         )
 
     def start_agent(self) -> subprocess.Popen[bytes]:
@@ -453,12 +461,15 @@ def tiny_figures(target: Target, buffer: Path, case: str, note: str = "") -> Fig
 class Fleet:
     """Start every leg (simulators first), run, drain, stop, count."""
 
-    def __init__(self, server: InfluxServer, tmp: Path, legs: list[Leg]) -> None:
+    def __init__(
+        self, server: InfluxServer, tmp: Path, legs: list[Leg], buffer_dir: Path | None = None
+    ) -> None:
         self.server = server
         self.legs = legs
         for leg in legs:
             leg.dir = tmp / leg.source
             leg.dir.mkdir(parents=True, exist_ok=True)
+            leg.buffer_dir = buffer_dir
             leg.target = make_target(server, leg.dir, f"fleet_{leg.source}")
 
     def start(self, influx_url: str | None = None, **extra: Any) -> None:
