@@ -35,6 +35,11 @@ from support.influxd import InfluxServer, free_port
 Q = timedelta(minutes=15)
 
 
+def _pythonpath() -> str:
+    """The test plugins (the tiny source) on top of whatever path the tests run with."""
+    return os.pathsep.join(p for p in (str(PLUGINS), os.environ.get("PYTHONPATH", "")) if p)
+
+
 def _wait_port(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
     def listening() -> bool:
         try:
@@ -131,7 +136,7 @@ class Leg:
                 [*wattkeeper_cmd(), "run", self.run_name or self.source, "-c", str(self.config)],
                 stdout=fh,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, "PYTHONPATH": str(PLUGINS)},
+                env={**os.environ, "PYTHONPATH": _pythonpath()},
             )
         return self.agent
 
@@ -411,6 +416,89 @@ class WattiVahtiLeg(Leg):
             duplicated=len(set(landed) - expected) + len(wrong),
             lost=len(expected - good),
             note=f"{self.days}-day first sync, a day per request",
+        )
+
+
+class OctopusLeg(Leg):
+    """A Home Mini on the Kraken simulator, polled every ``every`` seconds (the budget);
+    truth = every telemetry row the simulator served, each with its household's value."""
+
+    ACCOUNT = "A-DEMO0001"
+    API_KEY = "sk_live_simulated0000000000000000"
+
+    def __init__(self, every: float = 5.0) -> None:
+        super().__init__(source="octopus", measurement="octopus")
+        self.every = every
+
+    def sim_args(self) -> list[str]:
+        return ["--rate-limit", "1000000"]
+
+    def source_table(self) -> dict[str, Any]:
+        key = self.dir / "octopus.apikey"
+        if not key.exists():
+            key.write_text(self.API_KEY + "\n")
+            key.chmod(0o600)
+        return {
+            "account_number": self.ACCOUNT,
+            "api_key_file": key,
+            "api_url": f"http://127.0.0.1:{self.port}/v1/graphql/",
+            # The budget is per budget_period: a test-sized period gives a call every `every`.
+            "calls_per_hour": round(60 / self.every),
+            "budget_period": "1m",
+            "timeout": "10s",
+        }
+
+    def _served(self) -> tuple[set[int], str]:
+        """Instants (UTC s) of every row served, and the device they were for."""
+        import requests
+
+        stats = requests.get(f"http://127.0.0.1:{self.port}/_stats", timeout=10).json()
+        served: set[int] = set()
+        device = ""
+        for t in stats["telemetry"]:
+            if not t["rows"] or t["fault"]:
+                continue
+            device = t["deviceId"]
+            step = {"TEN_SECONDS": 10, "ONE_MINUTE": 60, "FIVE_MINUTES": 300}[t["grouping"]]
+            first = int(datetime.fromisoformat(t["first"]).timestamp())
+            last = int(datetime.fromisoformat(t["last"]).timestamp())
+            served.update(range(first, last + 1, step))
+        return served, device
+
+    def settled(self) -> bool:
+        try:
+            served, _ = self._served()
+        except Exception:  # not up yet
+            return False
+        return bool(served) and max(served) >= time.time() - 3 * self.every - 30
+
+    def figures(self, case: str) -> Figures:
+        from wattkeeper.simulate.octopus.household import reading
+        from wattkeeper.simulate.octopus.kraken import DEVICES
+
+        assert self.target is not None
+        served, device = self._served()
+        rows = self.target.query(
+            '|> range(start: 0) |> filter(fn: (r) => r._measurement == "octopus" and '
+            'r._field == "demand_w") |> map(fn: (r) => ({w: r._value, '
+            "s: uint(v: r._time) / uint(v: 1000000000)}))"
+        )
+        landed = {int(r["s"]): float(r["w"]) for r in rows}
+        household = DEVICES[device]
+        wrong = {
+            t
+            for t, w in landed.items()
+            if w != float(reading(household, t, "TEN_SECONDS")["demand"])
+        }
+        good = (set(landed) & served) - wrong
+        return Figures(
+            case,
+            "octopus",
+            generated=len(served),
+            landed=len(good),
+            duplicated=len(set(landed) - served) + len(wrong),
+            lost=len(served - good),
+            note=f"10 s readings, a poll every {self.every:g} s",
         )
 
 
