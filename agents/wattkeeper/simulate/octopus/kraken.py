@@ -37,7 +37,7 @@ HTTP_FAULTS = ("500", "502", "503", "504", "429", "hang", "nonjson", "truncated"
 DATA_FAULTS = ("missing", "badvalue", "nullvalue")
 # A fault may also be any Kraken error code (KT-CT-1124, KT-GB-4042, ...): the next
 # matching call answers that error.
-FAULT_OPS = ("telemetry", "account", "token", "any")
+FAULT_OPS = ("telemetry", "account", "token", "login", "refresh", "any")
 
 MESSAGES = {
     "KT-CT-1111": ("Unauthorized.", "AUTHORIZATION"),
@@ -576,11 +576,14 @@ class Kraken:
             "smartMeterTelemetry": "telemetry",
         }
         kinds = {ops[n] for n in names if n in ops}
-        key = self._attribute(op, bound, authorization)
+        key, how = self._attribute(op, bound, authorization)
+        if how:
+            kinds.add(how)
         record: dict[str, Any] = {
             "wall": time.time(),
             "server": now,
-            "op": ",".join(sorted(kinds)),
+            "op": ",".join(sorted(kinds - {"login", "refresh"})),
+            "auth": how,
             "operationName": doc.get("operationName"),
             "key": key,
         }
@@ -598,22 +601,23 @@ class Kraken:
 
     def _attribute(
         self, op: gql.Operation, bound: dict[str, Any], authorization: str | None
-    ) -> str:
-        """The API key a request counts against (for the per-key rate limit)."""
+    ) -> tuple[str, str]:
+        """The API key a request counts against (the rate limit is per key), and for a
+        token request whether it is a "login" (API key) or a "refresh"."""
         for f in op.selections:
             if f.name == "obtainKrakenToken":
                 inp = gql.resolve_value(f.arguments.get("input"), bound)
-                if isinstance(inp, dict):
-                    if inp.get("APIKey") in self.opt.api_keys:
-                        return str(inp["APIKey"])
-                    grant = self.refresh.get(str(inp.get("refreshToken")))
-                    if grant is not None:
-                        return grant.api_key
-                return "anonymous"
+                if not isinstance(inp, dict):
+                    return "anonymous", ""
+                how = "refresh" if "refreshToken" in inp else "login"
+                if inp.get("APIKey") in self.opt.api_keys:
+                    return str(inp["APIKey"]), how
+                grant = self.refresh.get(str(inp.get("refreshToken")))
+                return (grant.api_key if grant is not None else "anonymous"), how
         try:
-            return self.token_key(authorization)
+            return self.token_key(authorization), ""
         except KrakenFieldError:
-            return "anonymous"
+            return "anonymous", ""
 
     def _count(self, key: str, now: float) -> bool:
         """Count this call in the key's rolling window; True if it is over the limit."""

@@ -87,7 +87,11 @@ class OctopusSource:
         if self.behind and self.budget.available() > self._reserve():
             delay = 1.0
         cooldown = self._cooldown_until - time.monotonic()
-        return max(delay, cooldown, self.budget.wait_time())
+        # A poll that must renew the token first makes two calls: wait for both slots,
+        # rather than fail half-way for want of the second.
+        token = self.client.token
+        renew = token is None or not token.fresh(self.clock.now() + delay)
+        return max(delay, cooldown, self.budget.wait_time(2 if renew else 1))
 
     def _reserve(self) -> int:
         return max(1, self.budget.limit // 10)

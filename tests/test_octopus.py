@@ -1,0 +1,529 @@
+"""Octopus Home Mini: the real CLI -> `wattkeeper simulate octopus` (GraphQL) -> real InfluxDB 2.
+
+The truth is the simulator's deterministic household (``household.reading`` of a device's
+household and a UTC instant): a point at the wrong instant, in the wrong unit or written
+twice under another time shows up as a wrong or missing value.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from conftest import Target, agent_config, run_wattkeeper, spawn_wattkeeper, wattkeeper_cmd
+from support.agentproc import wait_for
+from support.influxd import free_port
+
+from wattkeeper.simulate.octopus import household
+from wattkeeper.simulate.octopus.kraken import DEFAULT_API_KEY
+
+ACCOUNT = "A-DEMO0001"
+DEVICE = "00-0D-6F-00-0A-DE-00-01"
+SOLAR_DEVICE = "00-0D-6F-00-0A-DE-00-02"
+FIELDS = {
+    "demand_w": "demand",
+    "consumption_wh": "consumption",
+    "consumption_delta_wh": "consumptionDelta",
+    "export_wh": "export",
+    "cost_delta_pence": "costDelta",
+    "cost_delta_with_tax_pence": "costDeltaWithTax",
+}
+
+
+@dataclass
+class Sim:
+    port: int
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return self.base + "/v1/graphql/"
+
+    def _post(self, path: str, doc: dict[str, Any]) -> dict[str, Any]:
+        r = requests.post(self.base + path, json=doc, timeout=5)
+        r.raise_for_status()
+        return dict(r.json())
+
+    def stats(self) -> dict[str, Any]:
+        r = requests.get(self.base + "/_stats", timeout=5)
+        r.raise_for_status()
+        return dict(r.json())
+
+    def fault(self, kind: str, op: str = "telemetry", count: int = 1) -> None:
+        self._post("/_fault", {"kind": kind, "op": op, "count": count})
+
+    def advance(self, seconds: float) -> None:
+        self._post("/_clock", {"advance": seconds})
+
+    def app_calls(self, count: int, key: str = DEFAULT_API_KEY) -> None:
+        self._post("/_calls", {"api_key": key, "count": count})
+
+    def offline(self, start: str, end: str) -> None:
+        self._post("/_offline", {"start": start, "end": end})
+
+    def now(self) -> float:
+        return float(self.stats()["now"])
+
+
+@pytest.fixture
+def simulator(tmp_path: Path) -> Iterator[Callable[..., Sim]]:
+    """Start `wattkeeper simulate octopus` processes; stop them all afterwards."""
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(*extra: str) -> Sim:
+        port = free_port()
+        log = tmp_path / f"sim-{port}.log"
+        proc = subprocess.Popen(
+            [*wattkeeper_cmd(), "simulate", "octopus", "--listen", f"127.0.0.1:{port}", *extra],
+            stdout=log.open("ab"),
+            stderr=subprocess.STDOUT,
+        )
+        procs.append(proc)
+
+        def listening() -> bool:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                return True
+            except OSError:
+                assert proc.poll() is None, log.read_text()
+                return False
+
+        wait_for(listening, 20, "the simulator to listen")
+        return Sim(port, proc, log)
+
+    yield start
+    for p in procs:
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+@dataclass
+class Setup:
+    sim: Sim
+    config: Path
+    tmp: Path
+
+    @property
+    def buffer(self) -> Path:
+        return self.tmp / "octopus-buffer.sqlite"
+
+
+def make_setup(
+    tmp_path: Path,
+    target: Target,
+    sim: Sim,
+    *,
+    api_key: str = DEFAULT_API_KEY,
+    agent: dict[str, Any] | None = None,
+    **source: Any,
+) -> Setup:
+    key_file = tmp_path / "octopus.apikey"
+    key_file.write_text(api_key + "\n")
+    key_file.chmod(0o600)
+    table: dict[str, Any] = {
+        "account_number": ACCOUNT,
+        "api_key_file": key_file,
+        "api_url": sim.url,
+        "timeout": "3s",
+        "initial_backfill": "2m",
+    }
+    table.update(source)
+    extra: dict[str, Any] = {"agent": agent} if agent else {}
+    cfg = agent_config(tmp_path, target, "octopus", table, **extra)
+    return Setup(sim, cfg, tmp_path)
+
+
+def run_once(s: Setup, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return run_wattkeeper("run", "octopus", "-c", s.config, "--once", timeout=timeout)
+
+
+def run_daemon(s: Setup, seconds: float, during: Callable[[], None] | None = None) -> str:
+    """The agent as systemd runs it, for a while; then SIGTERM. Returns its log."""
+    log = s.tmp / "agent.log"
+    proc = spawn_wattkeeper("run", "octopus", "-c", s.config, log=log)
+    try:
+        deadline = time.monotonic() + seconds
+        if during is not None:
+            during()
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, log.read_text()
+            time.sleep(0.2)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(30)
+    text = log.read_text()
+    assert rc == 0, text
+    return text
+
+
+def rows(target: Target, measurement: str = "octopus") -> list[dict[str, str]]:
+    return target.query(
+        "|> range(start: 2000-01-01T00:00:00Z, stop: 2100-01-01T00:00:00Z) "
+        f'|> filter(fn: (r) => r._measurement == "{measurement}") '
+        '|> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value") '
+        '|> group() |> sort(columns: ["_time"])'
+    )
+
+
+def ts(row: dict[str, str]) -> int:
+    return int(datetime.fromisoformat(row["_time"].replace("Z", "+00:00")).timestamp())
+
+
+def field_types(target: Target, measurement: str = "octopus") -> set[str]:
+    """The Flux column types of every field of the measurement (double, string, ...)."""
+    resp = target.server.api(
+        "POST",
+        "/api/v2/query",
+        params={"org": target.server.org},
+        json={
+            "query": f'from(bucket: "{target.bucket}") |> range(start: 2000-01-01T00:00:00Z, '
+            f'stop: 2100-01-01T00:00:00Z) |> filter(fn: (r) => r._measurement == "{measurement}")',
+            "dialect": {"annotations": ["datatype"]},
+        },
+    )
+    types = set()
+    for block in resp.text.split("\r\n\r\n"):
+        lines = block.strip().splitlines()
+        if len(lines) >= 2 and lines[0].startswith("#datatype"):
+            header = lines[1].split(",")
+            types.add(lines[0].split(",")[header.index("_value")])
+    return types
+
+
+def assert_readings(
+    got: list[dict[str, str]],
+    first: int,
+    last: int,
+    *,
+    hh: str = "plain",
+    grouping: str = "TEN_SECONDS",
+    device: str = DEVICE,
+    skip: Callable[[int], bool] = lambda t: False,
+) -> None:
+    """Every reading from first to last exactly once, at its readAt, with its true values."""
+    step = household.GROUPING_SECONDS[grouping]
+    times = [ts(r) for r in got]
+    expected = [t for t in range(first, last + 1, step) if not skip(t)]
+    missing = sorted(set(expected) - set(times))
+    extra = sorted(set(times) - set(expected))
+    assert times == expected, (
+        f"{len(times)} points, expected {len(expected)}; "
+        f"missing {len(missing)} {missing[:3]} extra {len(extra)} {extra[:3]}"
+    )
+    for r in got:
+        truth = household.reading(hh, ts(r), grouping)
+        assert r["device_id"] == device
+        for name, api in FIELDS.items():
+            assert float(r[name]) == float(truth[api]), (name, r, truth)
+
+
+def calls(sim: Sim, op: str | None = None) -> list[dict[str, Any]]:
+    return [c for c in sim.stats()["calls"] if op is None or c["op"] == op]
+
+
+def max_in_window(times: list[float], period: float) -> int:
+    """The most calls in any window of ``period`` seconds."""
+    times = sorted(times)
+    best, j = 0, 0
+    for i, t in enumerate(times):
+        while times[j] <= t - period:
+            j += 1
+        best = max(best, i - j + 1)
+    return best
+
+
+# -- steady state ---------------------------------------------------------------------------
+
+
+def test_once_lands_every_reading_with_its_read_at_and_float_fields(
+    tmp_path: Path, target: Target, simulator: Callable[..., Sim]
+) -> None:
+    sim = simulator()
+    s = make_setup(tmp_path, target, sim)
+    r = run_once(s)
+    assert r.returncode == 0, r.stderr
+    assert f"Home Mini device {DEVICE}" in r.stderr
+    now = sim.now()
+    got = rows(target)
+    # The first 10-second slot at or after now - 2m, to the last complete one.
+    first = ts(got[0])
+    assert now - 125 <= first <= now - 105
+    assert ts(got[-1]) >= now - 25
+    assert_readings(got, first, ts(got[-1]))
+    assert field_types(target) == {"double"}
+    # Discovery asked for the active agreement's current meters only.
+    tele = sim.stats()["telemetry"]
+    assert [t["deviceId"] for t in tele] == [DEVICE]
+    assert DEFAULT_API_KEY not in r.stderr
+
+    # A second run asks from just after the last reading: nothing twice, nothing skipped.
+    time.sleep(1.5)
+    r = run_once(s)
+    assert r.returncode == 0, r.stderr
+    tele = sim.stats()["telemetry"]
+    assert tele[-1]["start"] == ts(got[-1]) + 1
+    got2 = rows(target)
+    assert_readings(got2, first, ts(got2[-1]))
+    assert len(calls(sim, "account")) == 1  # the device id was kept in the state
+
+
+def test_steady_polling_lands_every_reading_once(
+    tmp_path: Path, target: Target, simulator: Callable[..., Sim]
+) -> None:
+    sim = simulator()
+    s = make_setup(tmp_path, target, sim, calls_per_hour=30, budget_period="30s")
+    started = sim.now()
+    log = run_daemon(s, 25)
+    ended = sim.now()
+    got = rows(target)
+    assert got, log
+    assert "Traceback" not in log and "poll failed" not in log
+    assert_readings(got, ts(got[0]), ts(got[-1]))
+    assert ts(got[0]) <= started - 110
+    # The last complete 10-second slot before the stop (one poll interval of slack).
+    assert ts(got[-1]) >= ended - 10 - 10 - 30 / 27 - 1
+    tele = sim.stats()["telemetry"]
+    served = sum(t["rows"] for t in tele)
+    # Each call asked from just after the previous reading: each reading was served once.
+    assert served == len(got), (served, len(got))
+    for a, b in zip(tele, tele[1:], strict=False):
+        if a["last"]:
+            assert b["start"] == datetime.fromisoformat(a["last"]).timestamp() + 1
+    spaced = [c["wall"] for c in calls(sim, "telemetry")]
+    gaps = [b - a for a, b in zip(spaced, spaced[1:], strict=False)]
+    # 30 calls per 30 s, a tenth kept in reserve: one poll every 30/27 s.
+    assert min(gaps) >= 30 / 27 - 0.05, gaps
+
+
+# -- tokens -----------------------------------------------------------------------------------
+
+
+def test_token_expiry_mid_run_is_invisible_refresh_then_api_key(
+    tmp_path: Path, target: Target, simulator: Callable[..., Sim]
+) -> None:
+    # 4-second tokens; refresh tokens stop working 15 s after each API-key login.
+    sim = simulator("--token-lifetime", "4s", "--refresh-lifetime", "15s")
+    s = make_setup(tmp_path, target, sim, calls_per_hour=60, budget_period="30s")
+
+    def inject() -> None:
+        time.sleep(5)
+        # A token the server suddenly calls expired, and a refresh it refuses: the agent
+        # authenticates again within the same poll.
+        sim.fault("KT-CT-1124", "telemetry")
+        time.sleep(3)
+        sim.fault("KT-CT-1135", "refresh")
+
+    log = run_daemon(s, 24, inject)
+    st = sim.stats()
+    assert st["counts"]["tokens_from_refresh"] >= 3, st["counts"]
+    assert st["counts"]["tokens_from_api_key"] >= 3, st["counts"]
+    assert st["faults_served"] == {"KT-CT-1124": 1, "KT-CT-1135": 1}
+    outcomes = [c["outcome"] for c in st["calls"]]
+    # Renewal happens before expiry: no call met an expired token except the injected one.
+    assert outcomes.count("KT-CT-1124") == 1 and "KT-CT-1134" not in outcomes
+    assert "KT-CT-1124; authenticating again" in log
+    assert "refresh token refused (KT-CT-1135); using the API key" in log
+    assert "poll failed" not in log
+    got = rows(target)
+    assert_readings(got, ts(got[0]), ts(got[-1]))
+    assert ts(got[-1]) >= sim.now() - 23
+    assert served_once(sim, got)
+
+
+def recovered(sim: Sim, kind: str) -> bool:
+    """The fault was served and a telemetry call succeeded after it."""
+    made = sim.stats()["calls"]
+    fault = f"fault:{kind}" if kind[0] != "K" else kind
+    at = [i for i, c in enumerate(made) if c["outcome"] == fault]
+    return bool(at) and any(
+        c["op"] == "telemetry" and c["outcome"] == "ok" for c in made[at[-1] + 1 :]
+    )
+
+
+def served_once(sim: Sim, got: list[dict[str, str]]) -> bool:
+    return sum(t["rows"] for t in sim.stats()["telemetry"]) == len(got)
+
+
+def test_wrong_api_key_exits_78_with_one_clear_line_and_no_retry(
+    tmp_path: Path, target: Target, simulator: Callable[..., Sim]
+) -> None:
+    sim = simulator()
+    wrong = "sk_live_wrongwrongwrongwrongwrong0"
+    s = make_setup(tmp_path, target, sim, api_key=wrong)
+    r = run_once(s)
+    assert r.returncode == 78, r.stderr
+    assert "Traceback" not in r.stderr and wrong not in r.stderr
+    line = next(x for x in r.stderr.splitlines() if "KT-CT-1139" in x)
+    assert "octopus.api_key_file" in line and str(s.config) in line
+    assert "personal-details/api-access" in line
+    # The daemon, as systemd starts it: exits 78 at once (RestartPreventExitStatus=78).
+    log = tmp_path / "daemon.log"
+    proc = spawn_wattkeeper("run", "octopus", "-c", s.config, log=log)
+    assert proc.wait(30) == 78, log.read_text()
+    assert [c["outcome"] for c in calls(sim)] == ["KT-CT-1139", "KT-CT-1139"]
+    assert target.count("octopus", "demand_w") == 0
+
+
+# -- the call budget ---------------------------------------------------------------------------
+
+
+def test_budget_never_exceeded_over_simulated_hours_even_while_retrying(
+    tmp_path: Path, target: Target, simulator: Callable[..., Sim]
+) -> None:
+    """A "simulated hour" is budget_period=20s: 12 calls per 20 s for 2.5 periods, while the
+    agent catches up six hours (it would like a call a second) and meets errors that make
+    it retry and re-authenticate."""
+    sim = simulator(
+        "--rate-limit", "20", "--rate-period", "20s", "--token-lifetime", "8s",
+        "--retry-after", "2",
+    )  # fmt: skip
+    s = make_setup(
+        tmp_path,
+        target,
+        sim,
+        calls_per_hour=12,
+        budget_period="20s",
+        timeout="1s",
+        agent={"failure_threshold": 100},
+    )
+    kinds = ("KT-CT-1124", "500", "KT-CT-1124", "nonjson", "429", "503", "truncated")
+
+    def inject() -> None:
+        time.sleep(3)
+        sim.advance(6 * 3600)
+        for kind in kinds:
+            sim.fault(kind, "any" if kind[0] != "K" else "telemetry")
+            # Served, and then a successful telemetry call: the agent recovered from it.
+            wait_for(lambda: recovered(sim, kind), 30, f"recovery from fault {kind}")
+
+    started = time.time()
+    log = run_daemon(s, 45, inject)
+    st = sim.stats()
+    (tmp_path / "stats.json").write_text(json.dumps(st))
+    made = [c["wall"] for c in st["calls"]]
+    assert made[0] >= started
+    assert sum(st["faults_served"].values()) == len(kinds), st["faults_served"]
+    worst = max_in_window(made, 20.0)
+    assert worst <= 12, f"{worst} calls in 20 s, budget 12"
+    assert "KT-GB-4042" not in [c["outcome"] for c in st["calls"]]
+    assert "poll failed" in log and "authenticating again" in log
+    got = rows(target)
+    assert_readings(got, ts(got[0]), ts(got[-1]))
+    assert ts(got[-1]) >= sim.now() - 40
+    print(
+        f"\n{len(made)} calls in {made[-1] - made[0]:.0f}s; at most {worst} in any 20 s window "
+        f"(budget 12, server limit 20); {len(got)} readings landed, 6 h caught up"
+    )
+
+
+def test_rate_limited_by_the_server_backs_off_and_loses_nothing(
+    tmp_path: Path, target: Target, simulator: Callable[..., Sim]
+) -> None:
+    """The Octopus app shares the limit: KT-GB-4042 and HTTP 429 make the agent wait."""
+    sim = simulator("--rate-limit", "20", "--rate-period", "20s", "--retry-after", "3")
+    s = make_setup(tmp_path, target, sim, calls_per_hour=10, budget_period="20s")
+    assert run_once(s).returncode == 0
+    sim.app_calls(25)  # the app used more than the whole window
+    r = run_once(s)
+    assert r.returncode == 75, r.stderr
+    assert "KT-GB-4042" in r.stderr and "backing off" in r.stderr
+    sim.fault("429")
+    time.sleep(20)  # the window slides past the app's calls
+    r = run_once(s)
+    assert r.returncode == 75 and "HTTP 429" in r.stderr, r.stderr
+    r = run_once(s)
+    assert r.returncode == 0, r.stderr
+    got = rows(target)
+    assert_readings(got, ts(got[0]), ts(got[-1]))
+    assert ts(got[-1]) >= sim.now() - 21
+
+
+# -- gaps -------------------------------------------------------------------------------------
+
+
+def test_two_hour_stop_is_backfilled_without_a_missing_reading(
+    tmp_path: Path, target: Target, simulator: Callable[..., Sim]
+) -> None:
+    sim = simulator()
+    s = make_setup(tmp_path, target, sim, initial_backfill="1m")
+    assert run_once(s).returncode == 0
+    first = ts(rows(target)[0])
+    before = len(sim.stats()["telemetry"])
+    sim.advance(2 * 3600)  # for the API, two hours pass while the agent is stopped
+    r = run_once(s)
+    assert r.returncode == 0, r.stderr
+    got = rows(target)
+    assert_readings(got, first, ts(got[-1]))
+    assert ts(got[-1]) >= sim.now() - 21
+    windows = sim.stats()["telemetry"][before:]
+    # Two hours and a few seconds, in backfill_window (1 h) pieces, in this one run.
+    assert [w["end"] - w["start"] for w in windows][:2] == [3600.0, 3600.0]
+    assert len(windows) <= 3
+    served = sum(t["rows"] for t in sim.stats()["telemetry"])
+    print(
+        f"\nbackfill: {len(got)} readings landed, {served} served, "
+        f"{served - len(got)} served twice, {len(windows)} calls for the 2 h gap"
+    )
+    assert served == len(got)
+
+
+def test_history_limit_recovers_what_the_api_still_has_and_logs_the_rest(
+    tmp_path: Path, target: Target, simulator: Callable[..., Sim]
+) -> None:
+    sim = simulator("--history", "3h")
+    s = make_setup(tmp_path, target, sim, initial_backfill="1m")
+    assert run_once(s).returncode == 0
+    cursor_at = ts(rows(target)[-1])
+    sim.advance(30 * 3600)  # a day and a quarter away; the API keeps three hours
+    before = len(calls(sim))
+    r = run_once(s)
+    assert r.returncode == 0, r.stderr
+    lost = [x for x in r.stderr.splitlines() if "cannot be recovered" in x]
+    assert len(lost) == 1 and "KT-GB-4051" in lost[0], r.stderr
+    now = sim.now()
+    got = [x for x in rows(target) if ts(x) > cursor_at]
+    # From the oldest start the API accepted (within a sixteenth of a window of its
+    # three-hour horizon) to now: complete.
+    assert now - 3 * 3600 <= ts(got[0]) <= now - 3 * 3600 + 3600 / 16 + 60
+    assert_readings(got, ts(got[0]), ts(got[-1]))
+    assert ts(got[-1]) >= now - 21
+    made = calls(sim)[before:]
+    refused = [c for c in made if c["outcome"] == "KT-GB-4051"]
+    # Galloping + bisection: log2(27 h / 1 h) + log2(last jump / 225 s) refusals, where
+    # stepping a window at a time would be refused 27 times.
+    assert 1 <= len(refused) <= 14, [c["outcome"] for c in made]
+    print(f"\n4051 search: {len(made)} calls, {len(refused)} refused; {lost[0]}")
+
+
+def test_offline_home_mini_gap_is_skipped_and_logged(
+    tmp_path: Path, target: Target, simulator: Callable[..., Sim]
+) -> None:
+    sim = simulator()
+    sim.offline("-25m", "-15m")
+    s = make_setup(tmp_path, target, sim, initial_backfill="30m", backfill_window="4m")
+    r = run_once(s)
+    assert r.returncode == 0, r.stderr
+    assert "(Home Mini offline?)" in r.stderr
+    off_a, off_b = sim.stats()["options"]["offline"][0]
+    got = rows(target)
+    assert_readings(got, ts(got[0]), ts(got[-1]), skip=lambda t: off_a <= t < off_b)
+    assert ts(got[0]) < off_a and ts(got[-1]) > off_b
