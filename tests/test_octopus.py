@@ -7,6 +7,7 @@ twice under another time shows up as a wrong or missing value.
 
 from __future__ import annotations
 
+import itertools
 import json
 import signal
 import socket
@@ -14,7 +15,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -305,11 +306,11 @@ def test_steady_polling_lands_every_reading_once(
     served = sum(t["rows"] for t in tele)
     # Each call asked from just after the previous reading: each reading was served once.
     assert served == len(got), (served, len(got))
-    for a, b in zip(tele, tele[1:], strict=False):
+    for a, b in itertools.pairwise(tele):
         if a["last"]:
             assert b["start"] == datetime.fromisoformat(a["last"]).timestamp() + 1
     spaced = [c["wall"] for c in calls(sim, "telemetry")]
-    gaps = [b - a for a, b in zip(spaced, spaced[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(spaced)]
     # 30 calls per 30 s, a tenth kept in reserve: one poll every 30/27 s.
     assert min(gaps) >= 30 / 27 - 0.05, gaps
 
@@ -413,7 +414,7 @@ def test_budget_never_exceeded_over_simulated_hours_even_while_retrying(
         for kind in kinds:
             sim.fault(kind, "any" if kind[0] != "K" else "telemetry")
             # Served, and then a successful telemetry call: the agent recovered from it.
-            wait_for(lambda: recovered(sim, kind), 30, f"recovery from fault {kind}")
+            wait_for(lambda k=kind: recovered(sim, k), 30, f"recovery from fault {kind}")
 
     started = time.time()
     log = run_daemon(s, 45, inject)

@@ -14,7 +14,8 @@ A-NOMINI03 (no smart meter) and A-TWOMTR04 (two meters).
 
 Test controls: GET /_stats; POST /_fault {"kind", "op", "count"} (kind: 500 502 503 504
 429 hang nonjson truncated nodata missing badvalue nullvalue or a Kraken code such as
-KT-CT-1124; op: telemetry account token login refresh any); POST /_clock {"offset"|"advance": seconds};
+KT-CT-1124; op: telemetry account token login refresh any);
+POST /_clock {"offset"|"advance": seconds};
 POST /_calls {"api_key", "count"} (calls made by the Octopus app); POST /_offline
 {"start", "end"} (ISO times or "-2h"-style offsets: the Home Mini was offline).
 """
