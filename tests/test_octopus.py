@@ -528,3 +528,279 @@ def test_offline_home_mini_gap_is_skipped_and_logged(
     got = rows(target)
     assert_readings(got, ts(got[0]), ts(got[-1]), skip=lambda t: off_a <= t < off_b)
     assert ts(got[0]) < off_a and ts(got[-1]) > off_b
+
+
+# -- faults -----------------------------------------------------------------------------------
+
+FAULTS = {
+    # kind: (op, exit code of the faulty run, what its log must say)
+    "500": ("telemetry", 75, "Telemetry: HTTP 500"),
+    "502": ("telemetry", 75, "Telemetry: HTTP 502"),
+    "503": ("telemetry", 75, "Telemetry: HTTP 503"),
+    "429": ("telemetry", 75, "HTTP 429 too many requests; backing off"),
+    "hang": ("telemetry", 75, "no answer from"),
+    "nonjson": ("telemetry", 75, "answer is not JSON (HTTP 200, text/html)"),
+    "truncated": ("telemetry", 75, "answer is not JSON"),
+    "nodata": ("telemetry", 75, "Telemetry: answer has no data"),
+    "missing": ("telemetry", 75, "malformed answer: telemetry row 0 lacks consumptionDelta"),
+    "KT-GB-4042": ("telemetry", 75, "KT-GB-4042 Too many requests.; backing off"),
+    "KT-CT-1124": ("telemetry", 0, "Telemetry: KT-CT-1124; authenticating again"),
+    "KT-CT-1111": ("telemetry", 0, "Telemetry: KT-CT-1111; authenticating again"),
+    "500 on login": ("login", 75, "ObtainKrakenToken: HTTP 500"),
+}
+
+
+@pytest.mark.parametrize("name", list(FAULTS))
+def test_fault_is_survived_with_a_log_line_and_no_loss(
+    name: str, tmp_path: Path, target: Target, simulator: Callable[..., Sim]
+) -> None:
+    sim = simulator("--hang", "3s", "--retry-after", "1")
+    s = make_setup(tmp_path, target, sim, timeout="1s", calls_per_hour=100, budget_period="1h")
+    assert run_once(s).returncode == 0
+    kind = name.split()[0]
+    op, rc, message = FAULTS[name]
+    sim.fault(kind, op)
+    sim.advance(30)  # new readings to fetch (and to spoil)
+    r = run_once(s)
+    assert r.returncode == rc, r.stderr
+    assert message in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
+    assert sim.stats()["faults_served"] == {kind: 1}
+    time.sleep(1.2)  # a rate-limit answer's backoff is per process; a restart may call at once
+    r = run_once(s)
+    assert r.returncode == 0, r.stderr
+    got = rows(target)
+    assert_readings(got, ts(got[0]), ts(got[-1]))
+    assert ts(got[-1]) >= sim.now() - 21
+    assert served_once(sim, got) or kind in ("missing",)
+
+
+def test_a_value_that_is_not_a_number_is_counted_and_never_written(
+    tmp_path: Path, target: Target, simulator: Callable[..., Sim]
+) -> None:
+    sim = simulator("--fault", "badvalue", "--fault", "nullvalue")
+    s = make_setup(tmp_path, target, sim)
+    r = run_once(s)
+    assert r.returncode == 0, r.stderr
+    assert "1 value(s) are not numbers and were not written: demand='n/a' at " in r.stderr
+    assert sim.stats()["faults_served"] == {"badvalue": 1}
+    got = rows(target)
+    bad = got[0]
+    assert "demand_w" not in bad or bad["demand_w"] == ""
+    assert float(bad["consumption_wh"]) == float(
+        household.reading("plain", ts(bad), "TEN_SECONDS")["consumption"]
+    )
+    assert_readings(got[1:], ts(got[1]), ts(got[-1]))
+    assert field_types(target) == {"double"}
+    # Counted in the agent's own metrics.
+    errors = target.query(
+        '|> range(start: -1h) |> filter(fn: (r) => r._measurement == "wattkeeper_agent" '
+        'and r._field == "poll_errors") |> last()'
+    )
+    assert float(errors[0]["_value"]) == 1.0
+
+    # A null (the API's "no value") is simply not written, and not an error.
+    time.sleep(1)
+    r = run_once(s)
+    assert r.returncode == 0 and "not numbers" not in r.stderr, r.stderr
+    assert sim.stats()["faults_served"] == {"badvalue": 1, "nullvalue": 1}
+
+
+# -- configuration and discovery --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("account", "key", "message"),
+    [
+        ("A-NOMINI03", "octopus.account_number", "has no smart import electricity meter"),
+        ("A-TWOMTR04", "octopus.device_id", "choose one with octopus.device_id"),
+        ("A-NOSUCH01", "octopus.account_number", "Octopus refuses account A-NOSUCH01"),
+    ],
+)
+def test_no_usable_device_exits_78_saying_what_to_check(
+    account: str,
+    key: str,
+    message: str,
+    tmp_path: Path,
+    target: Target,
+    simulator: Callable[..., Sim],
+) -> None:
+    sim = simulator()
+    s = make_setup(tmp_path, target, sim, account_number=account)
+    r = run_once(s)
+    assert r.returncode == 78, r.stderr
+    line = next(x for x in r.stderr.splitlines() if message in x)
+    assert key in line and str(s.config) in line
+    assert "Traceback" not in r.stderr
+    assert not sim.stats()["telemetry"]
+
+
+def test_device_id_in_config_skips_discovery_and_a_wrong_one_is_named(
+    tmp_path: Path, target: Target, simulator: Callable[..., Sim]
+) -> None:
+    sim = simulator()
+    s = make_setup(tmp_path, target, sim, device_id=DEVICE)
+    r = run_once(s)
+    assert r.returncode == 0, r.stderr
+    assert not calls(sim, "account")
+    got = rows(target)
+    assert_readings(got, ts(got[0]), ts(got[-1]))
+
+    (tmp_path / "b").mkdir()
+    s2 = make_setup(tmp_path / "b", target, sim, device_id="00-00-00-00-00-00-00-00")
+    r = run_once(s2)
+    assert r.returncode == 78, r.stderr
+    assert "octopus.device_id" in r.stderr and "KT-CT-1111" in r.stderr
+
+
+def test_discovery_on_an_account_with_solar_finds_import_and_export(
+    tmp_path: Path, target: Target, simulator: Callable[..., Sim]
+) -> None:
+    sim = simulator()
+    s = make_setup(
+        tmp_path,
+        target,
+        sim,
+        account_number="A-SOLAR002",
+        grouping="FIVE_MINUTES",
+        initial_backfill="30m",
+    )
+    # Solar in the middle of a (UTC) day: the server's clock says noon.
+    now = sim.now()
+    sim.advance((now // 86400 + 1) * 86400 + 12 * 3600 - now)
+    r = run_once(s)
+    assert r.returncode == 0, r.stderr
+    assert "Home Mini device 00-0D-6F-00-0A-DE-00-02 (export meter 00-0D-6F-00-0A-DE-00-03)" in (
+        r.stderr
+    )
+    got = rows(target)
+    assert_readings(
+        got, ts(got[0]), ts(got[-1]), hh="solar", grouping="FIVE_MINUTES", device=SOLAR_DEVICE
+    )
+    assert len(got) == 6
+    assert any(float(x["demand_w"]) < 0 for x in got)  # exporting at noon
+
+
+# -- schemas, units, clocks -------------------------------------------------------------------
+
+
+def test_seed_schemas_write_their_measurements_in_their_units(
+    tmp_path: Path, target: Target, simulator: Callable[..., Sim]
+) -> None:
+    sim = simulator()
+    s = make_setup(tmp_path, target, sim, schema="seed001", grouping="ONE_MINUTE")
+    r = run_once(s)
+    assert r.returncode == 0, r.stderr
+    got = rows(target, "energy_consumption")
+    assert got and not rows(target)
+    for x in got:
+        truth = household.reading("plain", ts(x), "ONE_MINUTE")
+        assert x["source"] == "octopus_home_mini"
+        assert float(x["demand"]) == pytest.approx(float(truth["demand"]) / 1000)  # kW
+        assert float(x["consumption"]) == pytest.approx(float(truth["consumption"]) / 1000)
+        assert float(x["consumption_delta"]) == pytest.approx(
+            float(truth["consumptionDelta"]) / 1000
+        )
+        assert float(x["cost_delta"]) == pytest.approx(float(truth["costDelta"]) / 100)  # £
+    assert field_types(target, "energy_consumption") == {"double"}
+
+    (tmp_path / "b").mkdir()
+    s0 = make_setup(tmp_path / "b", target, sim, schema="seed000")
+    r = run_once(s0)
+    assert r.returncode == 0, r.stderr
+    power = rows(target, "power")
+    assert power
+    for x in power:
+        truth = household.reading("plain", ts(x), "TEN_SECONDS")
+        assert float(x["power_numeric"]) == float(truth["demand"])
+    assert field_types(target, "power") == {"double"}
+
+
+def test_british_summer_time_read_at_lands_at_its_utc_instant_on_the_servers_clock(
+    tmp_path: Path, target: Target, simulator: Callable[..., Sim]
+) -> None:
+    """Kraken writes readAt in UK time (+01:00 in summer); the agent's own clock is months
+    off the server's here, and use_server_clock makes that harmless."""
+    sim = simulator()
+    now = sim.now()
+    july = datetime(datetime.fromtimestamp(now).year + 1, 7, 15, 12).timestamp()
+    sim.advance(july - now)
+    s = make_setup(tmp_path, target, sim)
+    r = run_once(s)
+    assert r.returncode == 0, r.stderr
+    tele = sim.stats()["telemetry"]
+    assert tele[0]["first"].endswith("+01:00")
+    got = rows(target)
+    assert_readings(got, ts(got[0]), ts(got[-1]))
+    assert abs(ts(got[-1]) - sim.now()) < 25
+
+
+# -- check and migrate ------------------------------------------------------------------------
+
+
+def test_check_reaches_the_api_and_names_the_device(
+    tmp_path: Path, target: Target, simulator: Callable[..., Sim]
+) -> None:
+    sim = simulator()
+    s = make_setup(tmp_path, target, sim)
+    r = run_wattkeeper("check", "-c", s.config)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"OK   octopus    {sim.url} account {ACCOUNT}: device {DEVICE}" in r.stdout
+    assert "readings in the last 10 min" in r.stdout
+
+    key = tmp_path / "octopus.apikey"
+    key.write_text("sk_live_revoked00000000000000000\n")
+    r = run_wattkeeper("check", "-c", s.config)
+    assert r.returncode == 78, r.stdout
+    assert "FAIL octopus    octopus.api_key_file: Octopus rejected the API key" in r.stdout
+
+
+def test_migration_converts_every_convertible_string_value(
+    tmp_path: Path, target: Target, simulator: Callable[..., Sim]
+) -> None:
+    sim = simulator()
+    s = make_setup(tmp_path, target, sim)
+    base = 1_700_000_000_000_000_000
+    values = ["84.0000", "1203", "-5.5", " 42 ", "n/a", "", "inf", "1e3", "0.0000", "NaN"]
+    convertible = {0: 84.0, 1: 1203.0, 2: -5.5, 3: 42.0, 7: 1000.0, 8: 0.0}
+    lines = []
+    for day in range(3):  # over several days (the migration walks day by day)
+        for i, v in enumerate(values):
+            t = base + day * 86_400_000_000_000 + i * 10_000_000_123  # ns digits kept
+            lines.append(f'power,host=pi value="{v}" {t}')
+    lines.append('power value="77.5" 1700000000000000001')  # no tag
+    target.server.write(target.bucket, lines)
+
+    r = run_wattkeeper("migrate", "octopus-string-fields", "-c", s.config, "--dry-run")
+    assert r.returncode == 0, r.stderr
+    assert "31 records of power.value read; would convert 19" in r.stdout
+    assert "skipped 12 that are not numbers" in r.stdout
+    assert target.count("power", "power_numeric") == 0
+
+    r = run_wattkeeper("migrate", "octopus-string-fields", "-c", s.config)
+    assert r.returncode == 0, r.stderr
+    assert "converted 19 to power_numeric; skipped 12" in r.stdout
+    # Table by table (one per series): each row carries exactly its own tags.
+    got = target.server.query(
+        f'from(bucket: "{target.bucket}") |> range(start: 2023-01-01T00:00:00Z, '
+        'stop: 2024-01-01T00:00:00Z) |> filter(fn: (r) => r._field == "power_numeric")'
+    )
+    assert len(got) == 19
+    expected = sorted(
+        [
+            (base + day * 86_400_000_000_000 + i * 10_000_000_123, v, "pi")
+            for day in range(3)
+            for i, v in convertible.items()
+        ]
+        + [(1700000000000000001, 77.5, "")]
+    )
+    from wattkeeper.sources.octopus.migrate import parse_rfc3339_ns
+
+    assert (
+        sorted((parse_rfc3339_ns(x["_time"]), float(x["_value"]), x.get("host", "")) for x in got)
+        == expected
+    )
+    # Running it again changes nothing.
+    r = run_wattkeeper("migrate", "octopus-string-fields", "-c", s.config)
+    assert r.returncode == 0 and "converted 19" in r.stdout
+    assert target.count("power", "power_numeric", start="2023-01-01T00:00:00Z") == 19

@@ -517,13 +517,6 @@ class Kraken:
             for t in instants
             if not any(a <= t < b for a, b in self.opt.offline)
         ]
-        if rows and data_fault == "missing":
-            for r in rows:
-                del r["consumptionDelta"]
-        elif rows and data_fault == "badvalue":
-            rows[0]["demand"] = "n/a"
-        elif rows and data_fault == "nullvalue":
-            rows[0]["costDelta"] = None
         with self.lock:
             self.telemetry.append(
                 {
@@ -679,6 +672,8 @@ class Kraken:
                 value = self._field(f.name, args, authorization, data_fault)
                 type_name = SCHEMA[root][f.name][0]
                 data[f.key] = gql.shape(SCHEMA, value, f.selections, type_name, bound)
+                if data_fault and isinstance(data[f.key], list):
+                    _spoil(data[f.key], data_fault)
             except gql.ValidationError as exc:
                 return _json(
                     400,
@@ -722,6 +717,19 @@ class Kraken:
         if name == "account":
             return self.account(key, args.get("accountNumber"))
         return self.smart_meter_telemetry(key, data_fault=data_fault, **args)
+
+
+def _spoil(rows: list[dict[str, Any]], kind: str) -> None:
+    """A data fault, applied to the answer as sent (after GraphQL shaped it)."""
+    if not rows:
+        return
+    if kind == "missing":  # a key absent (a truncated or changed answer), not null
+        for r in rows:
+            r.pop("consumptionDelta", None)
+    elif kind == "badvalue":
+        rows[0]["demand"] = "n/a"
+    elif kind == "nullvalue":
+        rows[0]["costDelta"] = None
 
 
 def _meters(ag: Agreement) -> Callable[..., list[dict[str, Any]]]:
