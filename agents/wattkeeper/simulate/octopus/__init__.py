@@ -13,7 +13,7 @@ and knows account A-DEMO0001 (one Home Mini), A-SOLAR002 (import and export mete
 A-NOMINI03 (no smart meter) and A-TWOMTR04 (two meters).
 
 Test controls: GET /_stats; POST /_fault {"kind", "op", "count"} (kind: 500 502 503 504
-429 hang nonjson truncated nodata missing badvalue nullvalue or a Kraken code such as
+429 hang nonjson truncated nodata missing badvalue nullvalue nulllist or a Kraken code such as
 KT-CT-1124; op: telemetry account token login refresh any);
 POST /_clock {"offset"|"advance": seconds};
 POST /_calls {"api_key", "count"} (calls made by the Octopus app); POST /_offline

@@ -34,7 +34,7 @@ from .household import GROUPING_SECONDS, LONDON
 DEFAULT_API_KEY = "sk_live_simulated0000000000000000"
 
 HTTP_FAULTS = ("500", "502", "503", "504", "429", "hang", "nonjson", "truncated", "nodata")
-DATA_FAULTS = ("missing", "badvalue", "nullvalue")
+DATA_FAULTS = ("missing", "badvalue", "nullvalue", "nulllist")
 # A fault may also be any Kraken error code (KT-CT-1124, KT-GB-4042, ...): the next
 # matching call answers that error.
 FAULT_OPS = ("telemetry", "account", "token", "login", "refresh", "any")
@@ -672,7 +672,9 @@ class Kraken:
                 value = self._field(f.name, args, authorization, data_fault)
                 type_name = SCHEMA[root][f.name][0]
                 data[f.key] = gql.shape(SCHEMA, value, f.selections, type_name, bound)
-                if data_fault and isinstance(data[f.key], list):
+                if data_fault == "nulllist":
+                    data[f.key] = None  # null without an error: not what Kraken documents
+                elif data_fault and isinstance(data[f.key], list):
                     _spoil(data[f.key], data_fault)
             except gql.ValidationError as exc:
                 return _json(
