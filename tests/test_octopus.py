@@ -7,6 +7,7 @@ twice under another time shows up as a wrong or missing value.
 
 from __future__ import annotations
 
+import email.utils
 import itertools
 import json
 import signal
@@ -808,3 +809,100 @@ def test_migration_converts_every_convertible_string_value(
     r = run_wattkeeper("migrate", "octopus-string-fields", "-c", s.config)
     assert r.returncode == 0 and "converted 19" in r.stdout
     assert target.count("power", "power_numeric", start="2023-01-01T00:00:00Z") == 19
+
+
+# -- the simulator itself ---------------------------------------------------------------------
+
+
+def gql(sim: Sim, query: str, token: str | None = None, **variables: Any) -> requests.Response:
+    headers = {"Authorization": token} if token else {}
+    return requests.post(
+        sim.url, json={"query": query, "variables": variables}, headers=headers, timeout=5
+    )
+
+
+TOKEN_MUTATION = (
+    "mutation T($input: ObtainJSONWebTokenInput!) { obtainKrakenToken(input: $input) "
+    "{ token refreshToken refreshExpiresIn payload } }"
+)
+
+
+def test_simulator_answers_as_kraken_does(simulator: Callable[..., Sim]) -> None:
+    sim = simulator("--refresh-lifetime", "1h")
+    r = gql(sim, TOKEN_MUTATION, input={"APIKey": "sk_live_nope"})
+    assert r.status_code == 200
+    err = r.json()["errors"][0]
+    assert err["extensions"]["errorCode"] == "KT-CT-1139" and err["path"] == ["obtainKrakenToken"]
+    assert r.json()["data"] == {"obtainKrakenToken": None}
+
+    got = gql(sim, TOKEN_MUTATION, input={"APIKey": DEFAULT_API_KEY}).json()["data"]
+    tok = got["obtainKrakenToken"]
+    assert tok["refreshExpiresIn"] == pytest.approx(sim.now() + 3600, abs=5)
+    assert tok["payload"]["exp"] - tok["payload"]["iat"] == 3600
+    # The refresh token rotates: the new one works, the spent one is refused.
+    again = gql(sim, TOKEN_MUTATION, input={"refreshToken": tok["refreshToken"]}).json()
+    assert again["data"]["obtainKrakenToken"]["refreshExpiresIn"] == tok["refreshExpiresIn"]
+    spent = gql(sim, TOKEN_MUTATION, input={"refreshToken": tok["refreshToken"]}).json()
+    assert spent["errors"][0]["extensions"]["errorCode"] == "KT-CT-1135"
+
+    # GraphQL validation is HTTP 400 with errors only, worded like graphql-core.
+    token = tok["token"]
+    bad = gql(sim, "{ smartMeterTelemetry(deviceId: $d) { readAt } }", token)
+    assert bad.status_code == 400 and "Variable '$d' is not defined." in bad.text
+    bad = gql(sim, '{ smartMeterTelemetry(deviceId: "x") { readAt watts } }', token)
+    assert bad.status_code == 400
+    assert "Cannot query field 'watts' on type 'SmartMeterTelemetryType'." in bad.text
+    bad = gql(sim, "{ account(accountNumber: ", token)
+    assert bad.status_code == 400 and "Syntax Error" in bad.text
+
+    # Discovery: the active agreement's current meter only, with aliases honoured.
+    q = (
+        "query A($n: String!) { account(accountNumber: $n) { agreements: electricityAgreements"
+        "(active: true) { meterPoint { meters(includeInactive: false) { "
+        "smartImportElectricityMeter { deviceId } } } } } }"
+    )
+    acc = gql(sim, q, token, n=ACCOUNT).json()["data"]["account"]
+    ids = [m["smartImportElectricityMeter"]["deviceId"] for a in acc["agreements"]
+           for m in a["meterPoint"]["meters"]]  # fmt: skip
+    assert ids == [DEVICE]
+    everything = q.replace("(active: true)", "").replace("Inactive: false", "Inactive: true")
+    acc = gql(sim, everything, token, n=ACCOUNT)
+    assert len(json.dumps(acc.json()).split("deviceId")) - 1 == 3  # ended, replaced, current
+    unused = gql(sim, everything.replace("$n: String!", "$n: String!, $x: Boolean"), token, n=1)
+    assert unused.status_code == 400 and "Variable '$x' is never used in operation 'A'." in (
+        unused.text
+    )
+
+    # Telemetry: start, end and grouping together; start inclusive, end exclusive; only the past.
+    tq = (
+        "query T($d: String!, $s: DateTime, $e: DateTime, $g: TelemetryGrouping) { "
+        "smartMeterTelemetry(deviceId: $d, start: $s, end: $e, grouping: $g) { readAt demand } }"
+    )
+    r = gql(sim, tq, token, d=DEVICE, s="2026-01-01T00:00:00Z")
+    assert r.json()["errors"][0]["extensions"]["errorCode"] == "KT-GB-4040"
+    now = int(sim.now()) // 60 * 60
+    start = datetime.fromtimestamp(now - 120).astimezone().isoformat()
+    end = datetime.fromtimestamp(now - 60).astimezone().isoformat()
+    r = gql(sim, tq, token, d=DEVICE, s=start, e=end, g="TEN_SECONDS")
+    got_rows = r.json()["data"]["smartMeterTelemetry"]
+    assert [datetime.fromisoformat(x["readAt"]).timestamp() for x in got_rows] == list(
+        range(now - 120, now - 60, 10)
+    )
+    assert got_rows[0]["demand"] == household.reading("plain", now - 120, "TEN_SECONDS")["demand"]
+    future = datetime.fromtimestamp(now + 3600).astimezone().isoformat()
+    r = gql(sim, tq, token, d=DEVICE, s=end, e=future, g="ONE_MINUTE")
+    assert all(
+        datetime.fromisoformat(x["readAt"]).timestamp() + 60 <= sim.now()
+        for x in r.json()["data"]["smartMeterTelemetry"]
+    )
+    r = gql(sim, tq, token, d=DEVICE, s=start, e=end, g="HOURLY")
+    assert r.status_code == 400 and "TelemetryGrouping" in r.text
+    r = gql(sim, tq, token, d=DEVICE, s="2020-01-01T00:00:00Z", e=end, g="TEN_SECONDS")
+    assert r.json()["errors"][0]["extensions"]["errorCode"] == "KT-GB-4051"
+    r = gql(sim, tq, None, d=DEVICE, s=start, e=end, g="TEN_SECONDS")
+    assert r.json()["errors"][0]["extensions"]["errorCode"] == "KT-CT-1112"
+    assert gql(sim, tq, "JWT " + token, d=DEVICE).json()["data"]["smartMeterTelemetry"]
+    # The Date header is the server's clock.
+    sim.advance(7200)
+    date = email.utils.parsedate_to_datetime(gql(sim, tq, token, d=DEVICE).headers["Date"])
+    assert abs(date.timestamp() - time.time() - 7200) < 2

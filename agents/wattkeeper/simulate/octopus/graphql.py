@@ -404,13 +404,28 @@ def resolve_value(value: Any, variables: dict[str, Any]) -> Any:
     return value
 
 
-def undefined_variables(op: Operation) -> list[tuple[str, Field]]:
-    """Variables used in arguments but not declared by the operation."""
+def check_variable_use(op: Operation) -> None:
+    """Every variable used is declared, and every declared one is used (graphql-core)."""
     declared = {vd.name for vd in op.variables}
+    used: set[str] = set()
+    for name, f in _variables_used(op):
+        used.add(name)
+        if name not in declared:
+            raise ValidationError(f"Variable '${name}' is not defined.", f.line, f.column)
+    for vd in op.variables:
+        if vd.name not in used:
+            where = f" in operation '{op.name}'" if op.name else ""
+            raise ValidationError(
+                f"Variable '${vd.name}' is never used{where}.", vd.line, vd.column
+            )
+
+
+def _variables_used(op: Operation) -> list[tuple[str, Field]]:
+    """Every variable an argument refers to, with its field."""
     found: list[tuple[str, Field]] = []
 
     def walk_value(v: Any, f: Field) -> None:
-        if isinstance(v, Variable) and v.name not in declared:
+        if isinstance(v, Variable):
             found.append((v.name, f))
         elif isinstance(v, list):
             for x in v:

@@ -817,8 +817,7 @@ SCALARS: dict[str, gql.Coercer] = {
 def _validate(op: gql.Operation, root: str) -> None:
     """Fields, arguments and variables of the operation against the schema."""
     gql.validate_selections(SCHEMA, root, op.selections)
-    for name, f in gql.undefined_variables(op):
-        raise gql.ValidationError(f"Variable '${name}' is not defined.", f.line, f.column)
+    gql.check_variable_use(op)
 
     def walk(type_name: str, fields: list[gql.Field]) -> None:
         for f in fields:
