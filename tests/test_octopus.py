@@ -11,7 +11,6 @@ import email.utils
 import itertools
 import json
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -22,9 +21,9 @@ from typing import Any
 
 import pytest
 import requests
-from conftest import Target, agent_config, run_wattkeeper, spawn_wattkeeper, wattkeeper_cmd
+from conftest import Target, agent_config, run_wattkeeper, spawn_wattkeeper
 from support.agentproc import wait_for
-from support.influxd import free_port
+from support.simproc import simulator_processes, start_simulator
 
 from wattkeeper.simulate.octopus import household
 from wattkeeper.simulate.octopus.kraken import DEFAULT_API_KEY
@@ -85,37 +84,8 @@ class Sim:
 @pytest.fixture
 def simulator(tmp_path: Path) -> Iterator[Callable[..., Sim]]:
     """Start `wattkeeper simulate octopus` processes; stop them all afterwards."""
-    procs: list[subprocess.Popen[bytes]] = []
-
-    def start(*extra: str) -> Sim:
-        port = free_port()
-        log = tmp_path / f"sim-{port}.log"
-        proc = subprocess.Popen(
-            [*wattkeeper_cmd(), "simulate", "octopus", "--listen", f"127.0.0.1:{port}", *extra],
-            stdout=log.open("ab"),
-            stderr=subprocess.STDOUT,
-        )
-        procs.append(proc)
-
-        def listening() -> bool:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                return True
-            except OSError:
-                assert proc.poll() is None, log.read_text()
-                return False
-
-        wait_for(listening, 20, "the simulator to listen")
-        return Sim(port, proc, log)
-
-    yield start
-    for p in procs:
-        p.send_signal(signal.SIGTERM)
-        try:
-            p.wait(10)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
+    with simulator_processes("octopus", tmp_path) as started:
+        yield lambda *extra: Sim(*start_simulator(started, "octopus", tmp_path, *extra))
 
 
 @dataclass
