@@ -239,7 +239,7 @@ def test_once_lands_every_reading_with_its_read_at_and_float_fields(
     # The first 10-second slot at or after now - 2m, to the last complete one.
     first = ts(got[0])
     assert now - 125 <= first <= now - 105
-    assert ts(got[-1]) >= now - 25
+    assert ts(got[-1]) >= now - 30
     assert_readings(got, first, ts(got[-1]))
     assert field_types(target) == {"double"}
     # Discovery asked for the active agreement's current meters only.
@@ -272,7 +272,7 @@ def test_steady_polling_lands_every_reading_once(
     assert_readings(got, ts(got[0]), ts(got[-1]))
     assert ts(got[0]) <= started - 110
     # The last complete 10-second slot before the stop (one poll interval of slack).
-    assert ts(got[-1]) >= ended - 10 - 10 - 30 / 27 - 1
+    assert ts(got[-1]) >= ended - 10 - 10 - 30 / 27 - 5
     tele = sim.stats()["telemetry"]
     served = sum(t["rows"] for t in tele)
     # Each call asked from just after the previous reading: each reading was served once.
