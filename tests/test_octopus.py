@@ -8,10 +8,12 @@ twice under another time shows up as a wrong or missing value.
 from __future__ import annotations
 
 import email.utils
+import http.server
 import itertools
 import json
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -350,12 +352,44 @@ def test_wrong_api_key_exits_78_with_one_clear_line_and_no_retry(
     line = next(x for x in r.stderr.splitlines() if "KT-CT-1139" in x)
     assert "octopus.api_key_file" in line and str(s.config) in line
     assert "personal-details/api-access" in line
-    # The daemon, as systemd starts it: exits 78 at once (RestartPreventExitStatus=78).
-    log = tmp_path / "daemon.log"
-    proc = spawn_wattkeeper("run", "octopus", "-c", s.config, log=log)
-    assert proc.wait(30) == 78, log.read_text()
+    # The daemon, as systemd starts it: exits 78 at once (RestartPreventExitStatus=78),
+    # and says so on Slack, since nothing will restart it.
+    received: list[str] = []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            received.append(self.rfile.read(int(self.headers["Content-Length"])).decode())
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    hook = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=hook.serve_forever, daemon=True).start()
+    try:
+        s = make_setup(tmp_path, target, sim, api_key=wrong)
+        agent_config(
+            tmp_path,
+            target,
+            "octopus",
+            {
+                "account_number": ACCOUNT,
+                "api_key_file": tmp_path / "octopus.apikey",
+                "api_url": sim.url,
+            },
+            alerts={"slack_webhook_url": f"http://127.0.0.1:{hook.server_address[1]}/h"},
+        )
+        log = tmp_path / "daemon.log"
+        proc = spawn_wattkeeper("run", "octopus", "-c", s.config, log=log)
+        assert proc.wait(30) == 78, log.read_text()
+    finally:
+        hook.shutdown()
     assert [c["outcome"] for c in calls(sim)] == ["KT-CT-1139", "KT-CT-1139"]
     assert target.count("octopus", "demand_w") == 0
+    alert = next(json.loads(x)["text"] for x in received if "source failing" in x)
+    assert "Stopped: octopus.api_key_file in" in alert and "KT-CT-1139" in alert
+    assert wrong not in alert
 
 
 # -- the call budget ---------------------------------------------------------------------------
