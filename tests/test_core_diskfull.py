@@ -1,7 +1,7 @@
-"""The runner on a buffer that cannot be written (a full disk): polls go on, what they took
-is held in memory in order and without repeats, and lands with the first commit that
-works, together with the newest cursor; past the memory bound the newest readings go,
-counted, and their cursor with them."""
+"""The runner on a buffer that cannot be written (a full disk): polls go on at their
+normal pace, what they took is held in memory in order and without repeats, and lands
+with the first commit that works, together with the newest cursor; past the memory bound
+the newest readings go, counted, and their cursor with them."""
 
 from __future__ import annotations
 
@@ -89,12 +89,13 @@ def test_snapshots_taken_on_a_full_disk_land_when_space_returns(tmp_path: Path) 
     assert agent._poll_once()
     disk.full = True
     for _ in range(3):
-        assert not agent._poll_once()  # said so, counted as a failed poll
+        assert agent._poll_once()  # taken and held: the poll itself worked
+    assert "buffer not writable, 6 held" in agent._status_line()
     disk.full = False
     assert agent._poll_once()
     assert _values(agent) == [float(k) for k in range(10)]  # every poll, in order, once
     assert agent.buffer.get_state("n") == 10
-    assert agent.poll_errors == 3 and agent.held_dropped == 0
+    assert agent.poll_errors == 0 and agent.held_dropped == 0
     agent._close()
 
 
@@ -105,7 +106,7 @@ def test_a_cursor_never_passes_held_readings_and_repeats_are_not_held_twice(
     assert agent._poll_once()
     disk.full = True
     for _ in range(3):
-        assert not agent._poll_once()  # the cursor stays: the source asks again
+        assert agent._poll_once()  # the cursor stays: the source asks again
     assert agent.buffer.get_state("n") == 2
     assert len(agent._held) == 2  # the same two readings, held once
     disk.full = False
@@ -120,9 +121,9 @@ def test_past_the_memory_bound_the_newest_go_counted_with_their_cursor(tmp_path:
     agent, disk = _agent(tmp_path, cursor=False)
     agent.sink.maxsize = 4  # readings held at most
     disk.full = True
-    for _ in range(4):
-        assert not agent._poll_once()
+    assert [agent._poll_once() for _ in range(4)] == [True, True, False, False]
     assert agent.held_dropped == 4  # polls 3 and 4 did not fit
+    assert agent.poll_errors == 2  # and were counted as failed polls
     disk.full = False
     agent._write_metrics()  # any commit stores what is held
     assert _values(agent) == [0.0, 1.0, 2.0, 3.0]

@@ -29,6 +29,7 @@ from support.fleet import (
     Fleet,
     Leg,
     LuxtronikLeg,
+    OctopusLeg,
     PulseLeg,
     TinyLeg,
     WattiVahtiLeg,
@@ -86,6 +87,7 @@ def all_legs(seconds: float, lux_interval: str = "2s") -> list[Leg]:
         PulseLeg(rate=10, seconds=seconds),
         LuxtronikLeg(lux_interval),
         WattiVahtiLeg(days=30),
+        OctopusLeg(every=5),
     ]
 
 
@@ -118,7 +120,7 @@ def influx_chaos(
     for fig in figures:
         fig.note += f"; InfluxDB SIGKILLed {kills}x, down {down:.0f}s in all (seed {seed})"
     _report_and_check(figures, started, suite)
-    _check_logs(fleet, outage_seen_by=("tiny", "pulse", "luxtronik"))
+    _check_logs(fleet, outage_seen_by=("tiny", "pulse", "luxtronik", "octopus"))
 
 
 def test_influx_killed_at_random_while_all_agents_run(
@@ -167,8 +169,8 @@ def network_cut(
     _report_and_check(figures, started, suite)
     # Readings kept coming in while InfluxDB was unreachable (WattiVahti had finished its
     # first sync and has nothing new to fetch for minutes).
-    assert all(grew[s] > 0 for s in ("tiny", "pulse", "luxtronik")), grew
-    _check_logs(fleet, outage_seen_by=("tiny", "pulse", "luxtronik"))
+    assert all(grew[s] > 0 for s in ("tiny", "pulse", "luxtronik", "octopus")), grew
+    _check_logs(fleet, outage_seen_by=("tiny", "pulse", "luxtronik", "octopus"))
 
 
 def test_network_cut_short(influx: InfluxServer, tmp_path: Path) -> None:
@@ -198,6 +200,7 @@ def test_agents_sigkilled_50_times(influx: InfluxServer, tmp_path: Path) -> None
         TinyLeg(points_per_poll=100, interval="50ms"),
         LuxtronikLeg("1s"),
         WattiVahtiLeg(days=60, delay="500ms"),
+        OctopusLeg(every=2),
     ]
     fleet = Fleet(influx, tmp_path, legs)
     started = time.monotonic()
@@ -274,24 +277,22 @@ def test_disk_full_keeps_polling_says_so_and_recovers(
         filler = fill(small_disk)
         wait_for(lambda: "cannot write to the buffer" in log.read_text(), 60, "the full disk")
         stuck = buffer_state(buf, "tiny.next", 0)
-        failed = log.read_text().count("poll failed")
-        # Failed polls back off (5 s, 10 s, ...) but never stop.
-        wait_for(lambda: log.read_text().count("poll failed") > failed, 30, "another poll")
+        time.sleep(5)
         assert proc.poll() is None, "the agent must keep running on a full disk"
         assert buffer_state(buf, "tiny.next", 0) == stuck, "nothing is taken that is not stored"
-        failed = log.read_text().count("poll failed")
         filler.unlink()  # space returns
-        wait_for(lambda: buffer_state(buf, "tiny.next", 0) > stuck + 500, 60, "polling again")
+        # Polling never backed off: the cursor moves on within seconds.
+        wait_for(lambda: buffer_state(buf, "tiny.next", 0) > stuck + 500, 20, "polling again")
         wait_for(lambda: buffer_rows(buf, "tiny,%") == 0, 120, "the backlog to drain")
         _stop(proc)
         assert proc.returncode == 0
     finally:
         _stop(proc)
-    fig = tiny_figures(
-        target, buf, "buffer disk full (3 MB tmpfs)", f"{failed} polls refused while full"
-    )
+    text = log.read_text()
+    fig = tiny_figures(target, buf, "buffer disk full (3 MB tmpfs)", "polls held in memory")
     _report_and_check([fig], started, QUICK)
-    assert "disk is full" in log.read_text()
+    assert "disk is full" in text and "polling goes on" in text
+    assert "takes writes again" in text
 
 
 def test_disk_full_under_every_agent(influx: InfluxServer, tmp_path: Path) -> None:

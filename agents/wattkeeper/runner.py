@@ -132,6 +132,8 @@ class Agent:
         self._held_bytes = 0
         self._held_state: dict[str, Any] = {}
         self.held_dropped = 0
+        self._write_failing_since: float | None = None
+        self._write_warned = 0.0
         self._sink_lost_reported = 0
         self._source_lost_reported = 0
         self.source: Source | None = None
@@ -328,7 +330,7 @@ class Agent:
             self._poll_failed(f"{type(exc).__name__}: {exc}")
             return False
         if not self._commit(batch):
-            self._poll_failed("could not store the readings in the buffer (held in memory)")
+            self._poll_failed("the buffer cannot be written and no more readings can be held")
             return False
         if batch.rejected:
             self.poll_errors += batch.rejected
@@ -355,6 +357,8 @@ class Agent:
         return lines
 
     def _commit(self, batch: Batch) -> bool:
+        """Store a poll's readings with its state. On a buffer that cannot be written (a
+        full disk), hold them in memory instead; False only if they had to be dropped."""
         lines = self._encode(batch.points)
         every, state = lines, batch.state
         if self._held:
@@ -363,36 +367,59 @@ class Agent:
         try:
             self.buffer.append(every, state)
         except sqlite3.Error as exc:
-            # Disk full or read-only: nothing of this poll is in the buffer, nor its cursor.
-            # Say so loudly, and hold the readings in memory until a commit works.
-            self._hold(lines, batch.state)
-            log.error(
-                "cannot write to the buffer %s: %s; %d readings held in memory",
+            # Nothing of this poll is in the buffer, nor its cursor: hold it, say so.
+            kept = self._hold(lines, batch.state)
+            self._cannot_write(exc)
+            return kept
+        if self._write_failing_since is not None:
+            log.warning(
+                "the buffer %s takes writes again: %d held readings stored",
                 self.cfg.buffer_path,
-                exc,
                 len(self._held),
             )
-            self.alerter.alert(Event.DISK_FULL, f"Cannot write the buffer: {exc}")
-            return False
-        if self._held:
-            log.info("the buffer takes writes again: %d held readings stored", len(self._held))
+            self._write_failing_since = None
         self._held, self._held_bytes, self._held_state = {}, 0, {}
         if every:
             self.deliverer.notify()
         return True
 
-    def _hold(self, lines: list[str], state: dict[str, Any]) -> None:
+    def _cannot_write(self, exc: sqlite3.Error) -> None:
+        """One error when the buffer stops taking writes, then a reminder a minute."""
+        now = time.monotonic()
+        if self._write_failing_since is None:
+            self._write_failing_since = self._write_warned = now
+        elif now - self._write_warned < 60:
+            return
+        self._write_warned = now
+        log.error(
+            "cannot write to the buffer %s: %s; polling goes on, %d readings held in memory%s",
+            self.cfg.buffer_path,
+            exc,
+            len(self._held),
+            f", {self.held_dropped} dropped (memory limit)" if self.held_dropped else "",
+        )
+        self.alerter.alert(Event.DISK_FULL, f"Cannot write the buffer: {exc}")
+
+    def _hold(self, lines: list[str], state: dict[str, Any]) -> bool:
         """Keep a poll that could not be committed, unless memory is full: then the newest
         readings go (counted as dropped) and their source state with them, so a source
         with a cursor asks for them again."""
         new = [line for line in lines if line not in self._held]
         nbytes = sum(len(line) for line in new)
         if len(self._held) + len(new) > self.sink.maxsize or self._held_bytes + nbytes > HELD_BYTES:
+            if not self.held_dropped:
+                log.error(
+                    "the readings held while the buffer cannot be written reached the "
+                    "limit (%d readings, %d MB): new readings are dropped and counted",
+                    self.sink.maxsize,
+                    HELD_BYTES // 1000**2,
+                )
             self.held_dropped += len(new)
-            return
+            return not new
         self._held.update(dict.fromkeys(new))
         self._held_bytes += nbytes
         self._held_state.update(state)
+        return True
 
     def _report_unstored(self) -> None:
         if self._held:
@@ -442,6 +469,7 @@ class Agent:
             f"last delivery {_fmt_time(st.last_success)}; "
             f"last poll {_fmt_time(self.last_poll_ok)}"
             + ("" if st.connected else f"; InfluxDB unavailable: {st.last_error[:80]}")
+            + (f"; buffer not writable, {len(self._held)} held" if self._held else "")
         )
 
     def _write_metrics(self) -> None:

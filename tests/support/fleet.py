@@ -15,6 +15,7 @@ The agents are the production ``wattkeeper run`` processes with test-sized inter
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import signal
 import socket
@@ -33,6 +34,7 @@ from support.faultreport import Figures
 from support.influxd import InfluxServer, free_port
 
 Q = timedelta(minutes=15)
+_FLEETS = itertools.count()  # bucket names stay unique on a shared server
 
 
 def _pythonpath() -> str:
@@ -558,7 +560,7 @@ class Fleet:
             leg.dir = tmp / leg.source
             leg.dir.mkdir(parents=True, exist_ok=True)
             leg.buffer_dir = buffer_dir
-            leg.target = make_target(server, leg.dir, f"fleet_{leg.source}")
+            leg.target = make_target(server, leg.dir, f"fleet{next(_FLEETS)}_{leg.source}")
 
     def start(self, influx_url: str | None = None, **extra: Any) -> None:
         for leg in self.legs:
