@@ -13,8 +13,9 @@ changes type in InfluxDB.
 The counting then goes through the runner: the production Agent over hypothesis-drawn
 polls (refusals, unstorable points, failing polls) must report exactly their sum as
 poll_errors in its own metrics, and the real WattiVahti agent against the portal
-simulator answering with non-numbers must count each one. (Luxtronik's garbled and short
-answers are counted through the agent in test_luxtronik.py.)
+simulator answering with non-numbers must count each one. (Through the agent as well:
+Luxtronik's garbled and short answers in test_luxtronik.py, a Kraken value that is not a
+number in test_octopus.py.)
 """
 
 from __future__ import annotations
