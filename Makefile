@@ -27,8 +27,8 @@ influxd: ## find or build the InfluxDB 2 used by tests and demo (cached in ~/.ca
 test: venv influxd ## run the tests (real InfluxDB, simulators, systemd containers)
 	$(PY) -m pytest tests -m "not faults"
 
-test-faults: venv influxd ## the long fault-injection cases (10-minute network cut, 50 kills)
-	$(PY) -m pytest tests -m faults -s
+test-faults: venv influxd ## the long fault cases (10-min network cut, 50 kills); figures in docs/faults.md
+	$(PY) -m pytest tests -m faults -s; status=$$?; sed -n '/^| case/,$$p' docs/faults.md; exit $$status
 
 lint: venv ## ruff, formatting and mypy
 	$(VENV)/bin/ruff check agents tests
@@ -39,7 +39,7 @@ format: venv ## apply ruff formatting and safe fixes
 	$(VENV)/bin/ruff check --fix agents tests
 	$(VENV)/bin/ruff format agents tests
 
-bench: venv influxd ## measure drain, ingest, pulse rates and footprint; writes docs/benchmarks.md
+bench: venv influxd ## drain vs the limit, ingest, pulse rates, footprint; writes docs/benchmarks.md
 	$(PY) bench/run.py
 
 wheel: venv ## build the agent wheel into dist/

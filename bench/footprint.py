@@ -100,6 +100,16 @@ RECIPES = [
         prepare=lambda d: _secret(d / "refresh_token", WATTIVAHTI_TOKEN),
     ),
     Recipe(
+        "octopus (a call a minute, 10 s readings)",
+        lambda port: ["simulate", "octopus", "--listen", f"127.0.0.1:{port}"],
+        lambda port, d: {
+            "account_number": "A-DEMO0001",
+            "api_key_file": str(d / "octopus.apikey"),
+            "api_url": f"http://127.0.0.1:{port}/v1/graphql/",
+        },
+        prepare=lambda d: _secret(d / "octopus.apikey", "sk_live_simulated0000000000000000"),
+    ),
+    Recipe(
         "luxtronik (30 s polls, 1800+ values)",
         lambda port: ["simulate", "luxtronik", "--listen", f"127.0.0.1:{port}"],
         lambda port, d: {"host": "127.0.0.1", "port": port, "report_dir": str(d / "reports")},
