@@ -363,6 +363,86 @@ FAKETIME_LIB = next(
 )
 
 
+def faketime_env(offset_file: Path) -> dict[str, str]:
+    """The agent's wall clock (only) follows the offset in ``offset_file`` ("-1h", "+1d")."""
+    assert FAKETIME_LIB is not None
+    return {
+        "LD_PRELOAD": FAKETIME_LIB,
+        "FAKETIME_TIMESTAMP_FILE": str(offset_file),
+        "FAKETIME_NO_CACHE": "1",
+        "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+    }
+
+
+def test_octopus_call_budget_runs_on_elapsed_time_not_the_wall_clock() -> None:
+    """Found by the clock case below: the budget kept its window on the wall clock, so a
+    clock set back an hour (or a day) made the calls look like future ones and blocked
+    the Octopus agent for as long. Now it follows elapsed time and persists wall times."""
+    from wattkeeper.sources.octopus.budget import CallBudget
+
+    wall, mono = [1_800_000_000.0], [100.0]
+    saved: list[list[float]] = []
+    budget = CallBudget(
+        2, 60, persist=saved.append, clock=lambda: wall[0], monotonic=lambda: mono[0]
+    )
+    budget.take()
+    budget.take()
+    assert budget.wait_time() == pytest.approx(61)
+    wall[0] -= 86_400  # the wall clock goes back a day: the window does not care
+    mono[0] += 61
+    assert budget.wait_time() == 0 and budget.available() == 2
+    budget.take()
+    wall[0] += 2 * 86_400  # and forward two days: the last call still counts
+    mono[0] += 1
+    assert budget.available() == 1
+    # Persisted on the wall clock, so a restart (new monotonic origin) keeps the history.
+    assert saved[-1] == [wall[0] - 2 * 86_400 - 0.0]
+    again = CallBudget(2, 60, history=saved[-1], clock=lambda: wall[0] - 2 * 86_400 + 1)
+    assert again.available() == 1
+
+
+def test_octopus_server_clock_ignores_local_clock_jumps(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by the clock case below too: the server's time was kept as an offset to the
+    local wall clock, so a local jump moved it along; asking for windows an hour in the
+    past, the agent asked nothing and never heard the server's Date again."""
+    from wattkeeper.sources.octopus import client
+
+    clock = client.ServerClock(enabled=True)
+    clock.update("Mon, 23 Nov 2026 12:00:00 GMT")
+    server = clock.now()
+    real = time.time
+    monkeypatch.setattr(client.time, "time", lambda: real() - 3600)  # local clock set back
+    assert abs(clock.now() - server) < 5
+    monkeypatch.setattr(client.time, "time", lambda: real() + 86_400)  # and forward a day
+    assert abs(clock.now() - server) < 5
+
+
+@pytest.mark.skipif(FAKETIME_LIB is None, reason="libfaketime not installed (make deps)")
+def test_clock_jumps_under_every_agent(influx: InfluxServer, tmp_path: Path) -> None:
+    """Every agent's wall clock jumps an hour back, a day forward and back while it runs
+    (the simulators and InfluxDB keep the true time): nothing lost, nothing doubled. The
+    readings keep their sources' timestamps (pulse edges, portal and Kraken times); a
+    Luxtronik point carries the agent's poll time, wrong while the clock is, and is
+    counted by the controller's own timestamp word."""
+    offset = tmp_path / "faketime"
+    offset.write_text("+0")
+    fleet = Fleet(influx, tmp_path, all_legs(80, "2s"))
+    started = time.monotonic()
+    try:
+        fleet.start(agent_env=faketime_env(offset))
+        for jump in ("+0", "-1h", "+1d", "+0"):
+            offset.write_text(jump)
+            time.sleep(15)
+            assert len(fleet.agents_alive()) == len(fleet.legs), fleet.logs()
+        fleet.wait_drained(240)
+        _stop_cleanly(fleet)
+        figures = fleet.figures("clock jumps -1 h, +1 d, back, every agent")
+    finally:
+        fleet.close()
+    _report_and_check(figures, started, QUICK)
+    _check_logs(fleet)
+
+
 @pytest.mark.skipif(FAKETIME_LIB is None, reason="libfaketime not installed (make deps)")
 def test_clock_jumps_back_and_forward(target: Target, tmp_path: Path) -> None:
     """The agent's wall clock jumps an hour back, then a day forward (libfaketime, this
@@ -378,12 +458,7 @@ def test_clock_jumps_back_and_forward(target: Target, tmp_path: Path) -> None:
     )
     buf = tmp_path / "tiny-buffer.sqlite"
     log = tmp_path / "agent.log"
-    env = {
-        "LD_PRELOAD": str(FAKETIME_LIB),
-        "FAKETIME_TIMESTAMP_FILE": str(offset_file),
-        "FAKETIME_NO_CACHE": "1",
-        "FAKETIME_DONT_FAKE_MONOTONIC": "1",
-    }
+    env = faketime_env(offset_file)
     started = time.monotonic()
     with log.open("ab") as fh:
         proc = subprocess.Popen(

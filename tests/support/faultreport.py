@@ -50,6 +50,34 @@ processes and each source's `wattkeeper simulate` server.
 - **lost**: generated readings that never landed.
 
 The `wattkeeper_agent` metrics points are not readings and are not counted.
+
+## The cases
+
+- **InfluxDB killed at random**: every agent runs against its simulator (the tiny test
+  source, pulse at 3 x 10/s, Luxtronik every 2 s, a 30-day WattiVahti sync, an Octopus
+  Home Mini polled every 5 s) while InfluxDB is SIGKILLed at random instants (up 3-15 s,
+  down 2-15 s) and restarted; then the backlogs drain and the agents stop with SIGTERM.
+- **network to InfluxDB cut**: the same agents write through a TCP proxy that black-holes
+  the path (connections hang, no refusals: the hard case) for the time given, then
+  restores it; collection goes on in the buffers meanwhile.
+- **agents SIGKILLed 50 times each**: tiny, Luxtronik, WattiVahti (a 60-day sync, so most
+  kills land mid-sync) and Octopus are each SIGKILLed at 50 random instants and started
+  again. The pulse agent is not in this case: a pulse exists only at its instant, and
+  while the process is dead nothing counts it (as on a real Pi, where the GPIO line
+  request dies with the process). A Luxtronik answer served in the last moment before a
+  kill, never committed, was never taken and is not counted as generated (the row's note
+  says how many).
+- **buffer disk full**: the tiny agent alone on a 3 MB tmpfs, and every agent at once with
+  their buffers on one 24 MB tmpfs, which another file fills up; after a while the space
+  returns. Polls go on at their pace, what they take is held in memory and stored when
+  the disk takes writes again.
+- **corrupt buffer file**: the buffer is garbage at start: moved aside with a message, a
+  fresh buffer, no crash loop (a second start is normal).
+- **clock jumps**: the agent's wall clock (libfaketime) jumps an hour back, a day forward
+  and back; readings keep their source timestamps.
+- **bad input from every source** has no row here: `tests/test_properties.py` feeds the
+  Kraken, portal and Luxtronik parsers hypothesis-generated answers and asserts no crash,
+  no text where a number belongs, and every rejection counted, through the runner too.
 """
 
 

@@ -34,6 +34,8 @@ from support.faultreport import Figures
 from support.influxd import InfluxServer, free_port
 
 Q = timedelta(minutes=15)
+# Every point, also those an agent with its clock a day ahead stamped in the future.
+RANGE = "range(start: 0, stop: 2100-01-01T00:00:00Z)"
 _FLEETS = itertools.count()  # bucket names stay unique on a shared server
 
 
@@ -86,6 +88,7 @@ class Leg:
     exit_codes: list[int | None] = field(default_factory=list)
     kills: list[float] = field(default_factory=list)  # wall-clock instants of SIGKILLs
     buffer_dir: Path | None = None  # where the buffer lives, if not with the rest
+    agent_env: dict[str, str] = field(default_factory=dict)  # e.g. libfaketime for the agent
 
     @property
     def buffer(self) -> Path:
@@ -138,7 +141,7 @@ class Leg:
                 [*wattkeeper_cmd(), "run", self.run_name or self.source, "-c", str(self.config)],
                 stdout=fh,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, "PYTHONPATH": _pythonpath()},
+                env={**os.environ, "PYTHONPATH": _pythonpath(), **self.agent_env},
             )
         return self.agent
 
@@ -224,7 +227,7 @@ class PulseLeg(Leg):
         assert self.target is not None
         sent, dropped, _ = self._truth()
         rows = self.target.query(
-            '|> range(start: 0) |> filter(fn: (r) => r._measurement == "pulse" and '
+            f'|> {RANGE} |> filter(fn: (r) => r._measurement == "pulse" and '
             'r._field == "pulses") |> map(fn: (r) => ({channel: r.channel, '
             "ns: uint(v: r._time)}))"
         )
@@ -290,7 +293,7 @@ class LuxtronikLeg(Leg):
         assert self.target is not None
         served = self.served()
         calc = self.target.query(
-            '|> range(start: 0) |> filter(fn: (r) => r._measurement == "luxtronik" and '
+            f'|> {RANGE} |> filter(fn: (r) => r._measurement == "luxtronik" and '
             'r.group == "calculations" and r._field == "ID_WEB_AktuelleTimeStamp") '
             "|> map(fn: (r) => ({stamp: r._value, ns: uint(v: r._time)}))"
         )
@@ -302,7 +305,7 @@ class LuxtronikLeg(Leg):
             ("visibilities", Visibilities.visibilities[0].name),
         ):
             rows = self.target.query(
-                '|> range(start: 0) |> filter(fn: (r) => r._measurement == "luxtronik" and '
+                f'|> {RANGE} |> filter(fn: (r) => r._measurement == "luxtronik" and '
                 f'r.group == "{group}" and r._field == "{name}") '
                 "|> map(fn: (r) => ({ns: uint(v: r._time)}))"
             )
@@ -393,7 +396,7 @@ class WattiVahtiLeg(Leg):
 
         assert self.target is not None
         rows = self.target.query(
-            '|> range(start: 0) |> filter(fn: (r) => r._measurement == "wattivahti" and '
+            f'|> {RANGE} |> filter(fn: (r) => r._measurement == "wattivahti" and '
             'r._field == "consumption_wh") |> map(fn: (r) => ({wh: r._value, '
             "s: uint(v: r._time) / uint(v: 1000000000)}))"
         )
@@ -481,7 +484,7 @@ class OctopusLeg(Leg):
         assert self.target is not None
         served, device = self._served()
         rows = self.target.query(
-            '|> range(start: 0) |> filter(fn: (r) => r._measurement == "octopus" and '
+            f'|> {RANGE} |> filter(fn: (r) => r._measurement == "octopus" and '
             'r._field == "demand_w") |> map(fn: (r) => ({w: r._value, '
             "s: uint(v: r._time) / uint(v: 1000000000)}))"
         )
@@ -528,7 +531,7 @@ def tiny_figures(target: Target, buffer: Path, case: str, note: str = "") -> Fig
     """Reading k has value k at BASE + k s; the cursor in the buffer is the next k."""
     generated = int(buffer_state(buffer, "tiny.next", 0))  # type: ignore[arg-type]
     rows = target.query(
-        '|> range(start: 0) |> filter(fn: (r) => r._measurement == "tiny" and '
+        f'|> {RANGE} |> filter(fn: (r) => r._measurement == "tiny" and '
         'r._field == "seq") |> map(fn: (r) => ({v: r._value, ns: uint(v: r._time)}))'
     )
     base = 1_700_000_000 * 10**9
@@ -562,8 +565,11 @@ class Fleet:
             leg.buffer_dir = buffer_dir
             leg.target = make_target(server, leg.dir, f"fleet{next(_FLEETS)}_{leg.source}")
 
-    def start(self, influx_url: str | None = None, **extra: Any) -> None:
+    def start(
+        self, influx_url: str | None = None, agent_env: dict[str, str] | None = None, **extra: Any
+    ) -> None:
         for leg in self.legs:
+            leg.agent_env = dict(agent_env or {})
             leg.start_sim()
             leg.write_config(influx_url, **extra)
         for leg in self.legs:

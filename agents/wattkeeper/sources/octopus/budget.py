@@ -23,7 +23,13 @@ class BudgetExhausted(Exception):
 
 
 class CallBudget:
-    """At most ``limit`` calls in any window of ``period`` seconds (wall clock).
+    """At most ``limit`` calls in any window of ``period`` seconds of elapsed time.
+
+    The window runs on the monotonic clock, so a wall clock set back (NTP on a Pi that
+    booted without RTC, an operator) cannot make past calls look like future ones and
+    block the budget for as long as the jump, nor a jump forward free it early. Call
+    times are persisted on the wall clock (they must survive a reboot) and converted
+    back on load; a history from the future means the clock was set back: capped at now.
 
     A slot is freed ``margin`` seconds after the period: a call is counted by the server
     when it arrives, a little after it was taken here, and network jitter must not put
@@ -38,17 +44,18 @@ class CallBudget:
         persist: Callable[[list[float]], None] | None = None,
         clock: Callable[[], float] = time.time,
         margin: float = 1.0,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.limit = limit
         self.period = period
         self._span = period + margin
         self._clock = clock
+        self._mono = monotonic
         self._persist = persist
         self._lock = threading.Lock()
-        now = clock()
-        # A history from the future means the clock was set back: keep it, capped at now.
+        wall, now = clock(), monotonic()
         self._calls: deque[float] = deque(
-            min(t, now) for t in sorted(history or []) if t > now - self._span
+            now - max(0.0, wall - t) for t in sorted(history or []) if t > wall - self._span
         )
         self.used = 0
 
@@ -59,7 +66,7 @@ class CallBudget:
     def wait_time(self, slots: int = 1) -> float:
         """Seconds until ``slots`` calls may be made (0 if they are free now)."""
         with self._lock:
-            now = self._clock()
+            now = self._mono()
             self._expire(now)
             must_expire = len(self._calls) + min(slots, self.limit) - self.limit
             if must_expire <= 0:
@@ -68,19 +75,20 @@ class CallBudget:
 
     def available(self) -> int:
         with self._lock:
-            self._expire(self._clock())
+            self._expire(self._mono())
             return self.limit - len(self._calls)
 
     def take(self) -> None:
         """Take a slot or raise BudgetExhausted with how long to wait."""
         with self._lock:
-            now = self._clock()
+            now = self._mono()
             self._expire(now)
             if len(self._calls) >= self.limit:
                 raise BudgetExhausted(self._calls[0] + self._span - now, self.limit, self.period)
             self._calls.append(now)
             self.used += 1
-            snapshot = list(self._calls)
+            wall = self._clock()
+            snapshot = [wall - (now - t) for t in self._calls]
         if self._persist is not None:
             self._persist(snapshot)
 

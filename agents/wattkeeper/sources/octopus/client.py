@@ -68,11 +68,23 @@ class Token:
 
 
 class ServerClock:
-    """Time as the API sees it: a Pi without RTC may boot hours off before NTP syncs."""
+    """Time as the API sees it: a Pi without RTC may boot hours off before NTP syncs.
+
+    The server's Date is kept with the monotonic clock's reading at that moment, so the
+    local wall clock jumping later (NTP stepping it, an operator) changes nothing: the
+    agent would otherwise ask for windows an hour or a day off and, asking nothing,
+    never hear the server's time again to correct itself.
+    """
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
-        self.offset = 0.0
+        self._server: float | None = None  # the server's time at monotonic ``_at``
+        self._at = 0.0
+
+    @property
+    def offset(self) -> float:
+        """The server's clock minus the local wall clock, now."""
+        return self.now() - time.time()
 
     def update(self, date_header: str | None) -> None:
         if not self.enabled or not date_header:
@@ -82,10 +94,12 @@ class ServerClock:
         except (TypeError, ValueError):
             return
         # Date has whole seconds: it lags by up to 1 s; never ask past the server's now.
-        self.offset = server - time.time()
+        self._server, self._at = server, time.monotonic()
 
     def now(self) -> float:
-        return time.time() + self.offset
+        if self._server is None:
+            return time.time()
+        return self._server + (time.monotonic() - self._at)
 
 
 def _error_text(err: dict[str, Any]) -> tuple[str, str]:
