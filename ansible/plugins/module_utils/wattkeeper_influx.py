@@ -9,6 +9,7 @@ InfluxDB's error code, never a traceback and never the token.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 from urllib.parse import urlencode
 
@@ -21,6 +22,22 @@ INFLUX_COMMON_ARGS: dict[str, Any] = {
     "validate_certs": {"type": "bool", "default": True},
     "timeout": {"type": "int", "default": 30},
 }
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def retention_seconds(text: str) -> int:
+    """Turn "30d" / "1h30m" / "2592000" / "forever" into seconds (0 = forever)."""
+    t = str(text).strip().lower()
+    if t in ("", "0", "inf", "infinite", "forever", "none"):
+        return 0
+    if t.isdigit():
+        return int(t)
+    parts = re.findall(r"(\d+)([smhdw])", t)
+    if not parts or "".join(n + u for n, u in parts) != t:
+        raise ValueError(f"retention: {text!r} is not a duration such as 30d, 90d or 1h")
+    return sum(int(n) * _UNITS[u] for n, u in parts)
 
 
 class InfluxError(Exception):

@@ -68,26 +68,14 @@ bucket:
   returned: when present
 """
 
-import re
-
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.wattkeeper_influx import INFLUX_COMMON_ARGS, Influx, InfluxError, fail
-
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def retention_seconds(text: str) -> int:
-    """Turn "30d" / "1h30m" / "2592000" / "forever" into seconds (0 = forever)."""
-    t = str(text).strip().lower()
-    if t in ("", "0", "inf", "infinite", "forever", "none"):
-        return 0
-    if t.isdigit():
-        return int(t)
-    parts = re.findall(r"(\d+)([smhdw])", t)
-    if not parts or "".join(n + u for n, u in parts) != t:
-        raise ValueError(f"retention: {text!r} is not a duration such as 30d, 90d or 1h")
-    return sum(int(n) * _UNITS[u] for n, u in parts)
-
+from ansible.module_utils.wattkeeper_influx import (
+    INFLUX_COMMON_ARGS,
+    Influx,
+    InfluxError,
+    fail,
+    retention_seconds,
+)
 
 def main() -> None:
     spec = dict(INFLUX_COMMON_ARGS)
