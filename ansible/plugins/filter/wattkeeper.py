@@ -138,46 +138,35 @@ def _human_seconds(seconds: int) -> str:
 
 
 def verify_bucket(
-    bucket: str, existing: dict[str, Any], plan: list[dict[str, Any]], rerun: str
+    bucket: str, existing: list[dict[str, Any]], plan: list[dict[str, Any]], rerun: str
 ) -> dict[str, Any]:
-    """verify.yml: one planned bucket against the server's list (name -> retentionRules)."""
+    """verify.yml: one planned bucket against the server's bucket list."""
     want = _module_utils().retention_seconds(next(p["retention"] for p in plan if p["bucket"] == bucket))
-    if bucket not in existing:
+    found = next((b for b in existing if b.get("name") == bucket), None)
+    if found is None:
         return {"what": f"bucket {bucket}", "ok": False, "detail": "missing", "next": rerun}
-    rules = existing[bucket] or []
+    rules = found.get("retentionRules") or []
     have = int(rules[0].get("everySeconds", 0)) if rules else 0
     ok = have == want
     detail = f"retention {_human_seconds(have)}" + ("" if ok else f", inventory says {_human_seconds(want)}")
     return {"what": f"bucket {bucket}", "ok": ok, "detail": detail, "next": rerun}
 
 
-def verify_task(
-    task: str, status: dict[str, str], runs: dict[str, str], errors: dict[str, str], rerun: str
-) -> dict[str, Any]:
+def verify_task(task: str, existing: list[dict[str, Any]], rerun: str) -> dict[str, Any]:
     """verify.yml: one planned downsampling task: present, active, last run not failed."""
-    if task not in status:
+    found = next((t for t in existing if t.get("name") == task), None)
+    if found is None:
         return {"what": f"task {task}", "ok": False, "detail": "missing", "next": rerun}
-    last = runs.get(task) or "none yet"
-    ok = status[task] == "active" and last != "failed"
-    detail = f"{status[task]}, last run: {last}"
-    if last == "failed" and errors.get(task):
-        detail += f" ({str(errors[task])[:160]})"
-    fix = rerun if status[task] != "active" else (
-        f"see its run logs: GET /api/v2/tasks?name={task} then /runs/ID/logs (operator token)"
+    status = found.get("status", "?")
+    last = found.get("lastRunStatus") or "none yet"
+    ok = status == "active" and last != "failed"
+    detail = f"{status}, every {found.get('every', '?')}, last run: {last}"
+    if last == "failed" and found.get("lastRunError"):
+        detail += f" ({str(found['lastRunError'])[:160]})"
+    fix = rerun if status != "active" else (
+        f"see its run logs: GET /api/v2/tasks/{found.get('id')}/runs then /runs/RUN/logs (operator token)"
     )
     return {"what": f"task {task}", "ok": ok, "detail": detail, "next": fix}
-
-
-_DURATION = re.compile(r"^(\d+(\.\d+)?(ms|s|m|h|d))+$")
-# Keys of the agent's sections that are durations (strings such as "30s"), per the agent's
-# config classes; tests/test_ansible_specs.py keeps this list in step with them.
-DURATION_KEYS = frozenset({
-    "metrics_interval", "flush_timeout", "timeout", "retry_initial", "retry_max", "commit_interval",
-    "min_interval", "budget_period", "backfill_window", "max_backfill", "initial_backfill", "settle",
-    "overlap", "chunk", "interval", "min_spacing", "connect_timeout", "debounce",
-})
-_ACCOUNT = re.compile(r"^A-[0-9A-Z]{6,10}$")
-_METERING_POINT = re.compile(r"^[0-9A-Za-z_-]{1,64}$")
 
 
 def inventory_problems(
