@@ -56,7 +56,10 @@ GOOD: dict[str, dict[str, Any]] = {
     },
     "luxtronik": {"host": "192.0.2.10", "interval": "30s", "report_time": "06:30"},
 }
-SECRETS = {"wattkeeper_octopus_api_key": "sk_live_0123456789abcdef0123", "wattkeeper_wattivahti_refresh_token": "x" * 40}
+SECRETS = {
+    "wattkeeper_octopus_api_key": "sk_live_0123456789abcdef0123",
+    "wattkeeper_wattivahti_refresh_token": "x" * 40,
+}
 
 
 def _sections(source: str, settings: dict[str, Any], tmp_path: Path) -> dict[str, Any]:
@@ -72,7 +75,12 @@ def _sections(source: str, settings: dict[str, Any], tmp_path: Path) -> dict[str
         secret_paths[s["key"]] = str(path)
     return {
         "agent": {"log_level": "info", "metrics_interval": "10s"},
-        "influxdb": {"url": "http://192.0.2.1:8086", "org": "home", "bucket": f"{source}_raw", "token_file": str(token)},
+        "influxdb": {
+            "url": "http://192.0.2.1:8086",
+            "org": "home",
+            "bucket": f"{source}_raw",
+            "token_file": str(token),
+        },
         "buffer": {"path": str(tmp_path / "buffer.sqlite")},
         "alerts": {},
         source: {**settings, **secret_paths},
@@ -106,16 +114,41 @@ BAD = [
     ("wattivahti", {}, SECRETS, "wattkeeper_wattivahti.metering_point is missing"),
     ("wattivahti", {"metering_point": "12 34"}, SECRETS, "is not a metering point code"),
     ("pulse", {}, {}, "wattkeeper_pulse.channels is missing"),
-    ("pulse", {"channels": [{"name": "import", "pin": 99, "pulses_per_kwh": 1000}]}, {}, "channels[0].pin: 99 is not a GPIO line"),
-    ("pulse", {"channels": [{"name": "import", "pin": "20", "pulses_per_kwh": 1000}]}, {}, "channels[0].pin: '20'"),
     (
         "pulse",
-        {"channels": [{"name": "a", "pin": 20, "pulses_per_kwh": 1}, {"name": "b", "pin": 20, "pulses_per_kwh": 1}]},
+        {"channels": [{"name": "import", "pin": 99, "pulses_per_kwh": 1000}]},
+        {},
+        "channels[0].pin: 99 is not a GPIO line",
+    ),
+    (
+        "pulse",
+        {"channels": [{"name": "import", "pin": "20", "pulses_per_kwh": 1000}]},
+        {},
+        "channels[0].pin: '20'",
+    ),
+    (
+        "pulse",
+        {
+            "channels": [
+                {"name": "a", "pin": 20, "pulses_per_kwh": 1},
+                {"name": "b", "pin": 20, "pulses_per_kwh": 1},
+            ]
+        },
         {},
         "channels[1].pin: pin 20 is used by two channels",
     ),
-    ("pulse", {"channels": [{"name": "a", "pin": 20, "pulses_per_kwh": 0}]}, {}, "pulses_per_kwh: 0 must be a positive"),
-    ("luxtronik", {"host": "192.0.2.10", "interval": "30 s"}, {}, "wattkeeper_luxtronik.interval: '30 s' is not a duration"),
+    (
+        "pulse",
+        {"channels": [{"name": "a", "pin": 20, "pulses_per_kwh": 0}]},
+        {},
+        "pulses_per_kwh: 0 must be a positive",
+    ),
+    (
+        "luxtronik",
+        {"host": "192.0.2.10", "interval": "30 s"},
+        {},
+        "wattkeeper_luxtronik.interval: '30 s' is not a duration",
+    ),
     ("luxtronik", {}, {}, "wattkeeper_luxtronik.host is missing"),
 ]
 
@@ -187,9 +220,9 @@ def test_argument_specs_name_every_key_of_the_source(source: str) -> None:
 def test_every_default_is_in_the_argument_specs() -> None:
     for role in ("wattkeeper", "influxdb"):
         defaults = yaml.safe_load((ROOT / "roles" / role / "defaults" / "main.yml").read_text())
-        options = yaml.safe_load((ROOT / "roles" / role / "meta" / "argument_specs.yml").read_text())[
-            "argument_specs"
-        ]["main"]["options"]
+        options = yaml.safe_load(
+            (ROOT / "roles" / role / "meta" / "argument_specs.yml").read_text()
+        )["argument_specs"]["main"]["options"]
         missing = {k for k in defaults if not k.startswith("_")} - set(options)
         assert not missing, f"{role}: {sorted(missing)}"
 
@@ -200,7 +233,9 @@ def test_every_default_has_a_comment() -> None:
         for i, line in enumerate(lines):
             if line and not line[0].isspace() and not line.startswith(("#", "---")) and ":" in line:
                 above = lines[i - 1] if i else ""
-                assert above.startswith("#"), f"roles/{role}/defaults/main.yml: {line.split(':')[0]} has no comment"
+                assert above.startswith("#"), (
+                    f"roles/{role}/defaults/main.yml: {line.split(':')[0]} has no comment"
+                )
 
 
 @pytest.mark.parametrize("source", [s for s in SOURCES if load_plugin(s).rollups])
@@ -215,8 +250,16 @@ def test_landed_sources_skip_missing_modules() -> None:
 
 
 def test_buffer_stats_parse() -> None:
-    out = "buffer  /x\npending         3 points (120 bytes)\ndead-lettered   1 points\noldest age      42s\npoints_written  10\n"
-    assert F.buffer_stats(out) == {"pending": 3, "dead_lettered": 1, "oldest_age": 42.0, "points_written": 10}
+    out = (
+        "buffer  /x\npending         3 points (120 bytes)\ndead-lettered   1 points\n"
+        "oldest age      42s\npoints_written  10\n"
+    )
+    assert F.buffer_stats(out) == {
+        "pending": 3,
+        "dead_lettered": 1,
+        "oldest_age": 42.0,
+        "points_written": 10,
+    }
     assert F.buffer_stats("oldest age      -\n")["oldest_age"] is None
 
 

@@ -47,7 +47,12 @@ def rollups(source: str) -> list[Any]:
 
 
 def task_flux(
-    source: str, every: str, src_bucket: str, dst_bucket: str, org: str, name: str | None = None,
+    source: str,
+    every: str,
+    src_bucket: str,
+    dst_bucket: str,
+    org: str,
+    name: str | None = None,
     offset: str = "30s",
 ) -> str:
     """Flux of the task that aggregates ``source`` from src_bucket into dst_bucket."""
@@ -56,8 +61,13 @@ def task_flux(
     try:
         return str(
             downsample.task_flux(
-                task_name, rollups(source), src_bucket=src_bucket, dst_bucket=dst_bucket,
-                org=org, every=every, offset=offset,
+                task_name,
+                rollups(source),
+                src_bucket=src_bucket,
+                dst_bucket=dst_bucket,
+                org=org,
+                every=every,
+                offset=offset,
             )
         )
     except ValueError as exc:
@@ -67,11 +77,16 @@ def task_flux(
 def landed_sources(candidates: list[str]) -> list[str]:
     """Those of ``candidates`` whose module exists in the agent package being deployed."""
     base = AGENTS_DIR / "wattkeeper" / "sources"
-    return [c for c in candidates if (base / f"{c}.py").exists() or (base / c / "__init__.py").exists()]
+    return [
+        c for c in candidates if (base / f"{c}.py").exists() or (base / c / "__init__.py").exists()
+    ]
 
 
 def bucket_plan(
-    sources: list[str], tiers: list[dict[str, Any]], pattern: str = "{source}_{tier}", cascade: bool = False
+    sources: list[str],
+    tiers: list[dict[str, Any]],
+    pattern: str = "{source}_{tier}",
+    cascade: bool = False,
 ) -> list[dict[str, Any]]:
     """One entry per source and tier: bucket name, retention, and for rolled-up tiers the
     task's window and the bucket it reads (raw, or the previous tier when cascading)."""
@@ -80,7 +95,11 @@ def bucket_plan(
     plan = []
     for source in sources:
         # A source without declared roll-ups gets its buckets but no tasks (yet).
-        rolled = bool(getattr(getattr(_import(f"wattkeeper.sources.{source}"), "PLUGIN", None), "rollups", None))
+        rolled = bool(
+            getattr(
+                getattr(_import(f"wattkeeper.sources.{source}"), "PLUGIN", None), "rollups", None
+            )
+        )
         previous = None
         raw = pattern.format(source=source, tier=tiers[0]["name"])
         for tier in tiers:
@@ -92,7 +111,9 @@ def bucket_plan(
                 "retention": str(tier.get("retention", 0)),
                 "every": tier.get("every") if rolled else None,
                 "src": (previous if cascade else raw) if tier.get("every") and rolled else None,
-                "task": f"wattkeeper_{source}_{tier['name']}" if tier.get("every") and rolled else None,
+                "task": f"wattkeeper_{source}_{tier['name']}"
+                if tier.get("every") and rolled
+                else None,
             }
             plan.append(entry)
             previous = bucket
@@ -100,7 +121,10 @@ def bucket_plan(
 
 
 def agent_pairs(
-    sources: list[str], groups: dict[str, list[str]], pattern: str = "{source}_{tier}", raw: str = "raw"
+    sources: list[str],
+    groups: dict[str, list[str]],
+    pattern: str = "{source}_{tier}",
+    raw: str = "raw",
 ) -> list[dict[str, str]]:
     """Every (collector host, source) pair: one agent, one token, and its raw bucket."""
     return [
@@ -141,14 +165,18 @@ def verify_bucket(
     bucket: str, existing: list[dict[str, Any]], plan: list[dict[str, Any]], rerun: str
 ) -> dict[str, Any]:
     """verify.yml: one planned bucket against the server's bucket list."""
-    want = _module_utils().retention_seconds(next(p["retention"] for p in plan if p["bucket"] == bucket))
+    want = _module_utils().retention_seconds(
+        next(p["retention"] for p in plan if p["bucket"] == bucket)
+    )
     found = next((b for b in existing if b.get("name") == bucket), None)
     if found is None:
         return {"what": f"bucket {bucket}", "ok": False, "detail": "missing", "next": rerun}
     rules = found.get("retentionRules") or []
     have = int(rules[0].get("everySeconds", 0)) if rules else 0
     ok = have == want
-    detail = f"retention {_human_seconds(have)}" + ("" if ok else f", inventory says {_human_seconds(want)}")
+    detail = f"retention {_human_seconds(have)}" + (
+        "" if ok else f", inventory says {_human_seconds(want)}"
+    )
     return {"what": f"bucket {bucket}", "ok": ok, "detail": detail, "next": rerun}
 
 
@@ -163,10 +191,41 @@ def verify_task(task: str, existing: list[dict[str, Any]], rerun: str) -> dict[s
     detail = f"{status}, every {found.get('every', '?')}, last run: {last}"
     if last == "failed" and found.get("lastRunError"):
         detail += f" ({str(found['lastRunError'])[:160]})"
-    fix = rerun if status != "active" else (
-        f"see its run logs: GET /api/v2/tasks/{found.get('id')}/runs then /runs/RUN/logs (operator token)"
+    fix = (
+        rerun
+        if status != "active"
+        else f"its runs and logs: GET /api/v2/tasks/{found.get('id')}/runs (operator token)"
     )
     return {"what": f"task {task}", "ok": ok, "detail": detail, "next": fix}
+
+
+_DURATION = re.compile(r"^(\d+(\.\d+)?(ms|s|m|h|d))+$")
+# Keys of the agent's sections that are durations (strings such as "30s"), per the agent's
+# config classes; tests/test_ansible_plugins.py keeps this list in step with them.
+DURATION_KEYS = frozenset(
+    {
+        "metrics_interval",
+        "flush_timeout",
+        "timeout",
+        "retry_initial",
+        "retry_max",
+        "commit_interval",
+        "min_interval",
+        "budget_period",
+        "backfill_window",
+        "max_backfill",
+        "initial_backfill",
+        "settle",
+        "overlap",
+        "chunk",
+        "interval",
+        "min_spacing",
+        "connect_timeout",
+        "debounce",
+    }
+)
+_ACCOUNT = re.compile(r"^A-[0-9A-Z]{6,10}$")
+_METERING_POINT = re.compile(r"^[0-9A-Za-z_-]{1,64}$")
 
 
 def inventory_problems(
@@ -186,32 +245,45 @@ def inventory_problems(
         for key, value in body.items():
             # A number is seconds (the agent accepts it too); a string must be a duration.
             number = isinstance(value, (int, float)) and not isinstance(value, bool)
-            if key in DURATION_KEYS and not (number or (isinstance(value, str) and _DURATION.match(value))):
+            if key in DURATION_KEYS and not (
+                number or (isinstance(value, str) and _DURATION.match(value))
+            ):
                 problems.append(
-                    f'wattkeeper_{name}.{key}: {value!r} is not a duration such as "30s", "5m" or "1h"'
+                    f"wattkeeper_{name}.{key}: {value!r} is not a duration"
+                    ' such as "30s", "5m" or "1h"'
                 )
     for source in sources:
         cfg = sections.get(source) or {}
         sim = simulate and "simulate" in defs.get(source, {})
         for secret in defs.get(source, {}).get("secrets", []):
             if not secret.get("rotates") and not sim and not secrets.get(secret["var"]):
-                problems.append(f"{secret['var']} is not set (the {source} agent needs it; keep it in Vault)")
+                problems.append(
+                    f"{secret['var']} is not set (the {source} agent needs it; keep it in Vault)"
+                )
         if source == "octopus":
             acct = cfg.get("account_number")
             if not acct:
                 problems.append("wattkeeper_octopus.account_number is missing (like A-1234ABCD)")
             elif not _ACCOUNT.match(str(acct)):
-                problems.append(f"wattkeeper_octopus.account_number: {acct!r} is not like A-1234ABCD")
+                problems.append(
+                    f"wattkeeper_octopus.account_number: {acct!r} is not like A-1234ABCD"
+                )
         elif source == "wattivahti":
             point = cfg.get("metering_point")
             if not point:
-                problems.append("wattkeeper_wattivahti.metering_point is missing (the metering point code)")
+                problems.append(
+                    "wattkeeper_wattivahti.metering_point is missing (the metering point code)"
+                )
             elif not _METERING_POINT.match(str(point)):
-                problems.append(f"wattkeeper_wattivahti.metering_point: {point!r} is not a metering point code")
+                problems.append(
+                    f"wattkeeper_wattivahti.metering_point: {point!r} is not a metering point code"
+                )
         elif source == "pulse":
             problems.extend(_pulse_problems(cfg))
         elif source == "luxtronik" and not sim and not str(cfg.get("host", "")).strip():
-            problems.append("wattkeeper_luxtronik.host is missing (the heat pump controller's address)")
+            problems.append(
+                "wattkeeper_luxtronik.host is missing (the heat pump controller's address)"
+            )
     return problems
 
 
@@ -245,23 +317,31 @@ def _pulse_problems(cfg: dict[str, Any]) -> list[str]:
             seen_names.add(str(name))
         ppk = ch.get("pulses_per_kwh")
         if isinstance(ppk, bool) or not isinstance(ppk, (int, float)) or not 0 < ppk <= 1e6:
-            problems.append(f"{where}.pulses_per_kwh: {ppk!r} must be a positive number (imp/kWh on the label)")
+            problems.append(
+                f"{where}.pulses_per_kwh: {ppk!r} must be a positive number (imp/kWh on the label)"
+            )
     return problems
 
 
 def verify_rows(hostvars: Any) -> list[dict[str, Any]]:
     """verify.yml summary lines of one host, from the checks its roles recorded."""
     host = str(hostvars.get("inventory_hostname", "?"))
-    checks = list(hostvars.get("_influxdb_verify") or []) + list(hostvars.get("_wattkeeper_verify") or [])
+    checks = list(hostvars.get("_influxdb_verify") or []) + list(
+        hostvars.get("_wattkeeper_verify") or []
+    )
     if not checks:
-        checks = [{
-            "what": "host", "ok": False, "detail": "no result (unreachable, or a task failed above)",
-            "next": f"ansible -i INVENTORY {host} -m ansible.builtin.ping",
-        }]
+        checks = [
+            {
+                "what": "host",
+                "ok": False,
+                "detail": "no result (unreachable, or a task failed above)",
+                "next": f"ansible -i INVENTORY {host} -m ansible.builtin.ping",
+            }
+        ]
     return [
         {
             "ok": bool(c["ok"]),
-            "line": f"{'✓' if c['ok'] else '✗'} {host:<20} {c['what']:<28} {c['detail']}",
+            "line": f"{'✓' if c['ok'] else '✗'} {host:<20} {c['what']:<34} {c['detail']}",
             "next_line": f"✗ {host} {c['what']}: {c['next']}",
         }
         for c in checks

@@ -102,7 +102,9 @@ class Influx:
             except ValueError:
                 detail = f" {info.get('msg', '')}"
             if status == -1:
-                raise InfluxError(f"{method} {self.base}{path}: cannot connect: {info.get('msg')}", status)
+                raise InfluxError(
+                    f"{method} {self.base}{path}: cannot connect: {info.get('msg')}", status
+                )
             raise InfluxError(f"{method} {path}: HTTP {status}{detail}", status)
         if not content:
             return None
@@ -117,13 +119,18 @@ class Influx:
             orgs = self.call("GET", "/api/v2/orgs", query={"org": name}, expect=(200, 404))
             found = [o for o in (orgs or {}).get("orgs", []) if o.get("name") == name]
             if not found:
-                raise InfluxError(f"organization {name!r} does not exist (or the token cannot see it)")
+                raise InfluxError(
+                    f"organization {name!r} does not exist (or the token cannot see it)"
+                )
             self._org_id = found[0]["id"]
         return self._org_id
 
     def find_bucket(self, name: str) -> dict[str, Any] | None:
         res = self.call(
-            "GET", "/api/v2/buckets", query={"name": name, "orgID": self.org_id()}, expect=(200, 404)
+            "GET",
+            "/api/v2/buckets",
+            query={"name": name, "orgID": self.org_id()},
+            expect=(200, 404),
         )
         for b in (res or {}).get("buckets", []):
             if b.get("name") == name:
@@ -135,7 +142,9 @@ class Influx:
         return list((res or {}).get("buckets", []))
 
     def find_task(self, name: str) -> dict[str, Any] | None:
-        res = self.call("GET", "/api/v2/tasks", query={"name": name, "orgID": self.org_id(), "limit": 500})
+        res = self.call(
+            "GET", "/api/v2/tasks", query={"name": name, "orgID": self.org_id(), "limit": 500}
+        )
         for t in (res or {}).get("tasks", []):
             if t.get("name") == name:
                 return dict(t)

@@ -68,14 +68,15 @@ bucket:
   returned: when present
 """
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.wattkeeper_influx import (
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible.module_utils.wattkeeper_influx import (  # noqa: E402
     INFLUX_COMMON_ARGS,
     Influx,
     InfluxError,
     fail,
     retention_seconds,
 )
+
 
 def main() -> None:
     spec = dict(INFLUX_COMMON_ARGS)
@@ -101,9 +102,7 @@ def main() -> None:
                 module.exit_json(changed=False)
             if not module.check_mode:
                 api.call("DELETE", f"/api/v2/buckets/{current['id']}")
-            module.exit_json(
-                changed=True, diff={"before": {"name": p["name"]}, "after": {}}
-            )
+            module.exit_json(changed=True, diff={"before": {"name": p["name"]}, "after": {}})
         want = {"name": p["name"], "retention_seconds": seconds, "description": p["description"]}
         if current is None:
             if module.check_mode:

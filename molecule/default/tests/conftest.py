@@ -78,7 +78,9 @@ class Influx:
     dashboards: str
     session: requests.Session = field(default_factory=requests.Session)
 
-    def call(self, method: str, path: str, token: str | None = None, **kw: Any) -> requests.Response:
+    def call(
+        self, method: str, path: str, token: str | None = None, **kw: Any
+    ) -> requests.Response:
         headers = {"Authorization": f"Token {token or self.operator}", **kw.pop("headers", {})}
         return self.session.request(method, self.url + path, headers=headers, timeout=60, **kw)
 

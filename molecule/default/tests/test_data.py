@@ -32,13 +32,17 @@ def _count(influx: Influx, bucket: str, measurement: str, start: str = "-30d") -
 
 @pytest.mark.parametrize("source", SOURCES)
 def test_points_queryable_with_dashboards_token(influx: Influx, source: str) -> None:
-    n = wait_for(f"{source} points in {source}_raw", lambda: _count(influx, f"{source}_raw", source))
+    n = wait_for(
+        f"{source} points in {source}_raw", lambda: _count(influx, f"{source}_raw", source)
+    )
     report("points in the raw buckets", f"{source}_raw", str(n))
     # The agent's own metrics land next to the readings.
     assert _count(influx, f"{source}_raw", "wattkeeper_agent") > 0
 
 
-def _newest(influx: Influx, source: str, field: str, stop: datetime | None = None) -> datetime | None:
+def _newest(
+    influx: Influx, source: str, field: str, stop: datetime | None = None
+) -> datetime | None:
     until = f", stop: {_iso(stop)}" if stop else ""
     rows = influx.query(
         f'from(bucket: "{source}_raw") |> range(start: -30d{until}) '
@@ -55,7 +59,9 @@ def _floor(t: datetime, every: timedelta) -> datetime:
 
 def _run_task(influx: Influx, name: str, scheduled_for: datetime) -> dict[str, Any]:
     """Run the task now, as if scheduled at ``scheduled_for`` (its ``now()``)."""
-    tasks = influx.api("GET", "/api/v2/tasks", params={"name": name, "orgID": influx.org_id()})["tasks"]
+    tasks = influx.api("GET", "/api/v2/tasks", params={"name": name, "orgID": influx.org_id()})[
+        "tasks"
+    ]
     assert len(tasks) == 1, f"task {name}: {len(tasks)} found"
     task = tasks[0]
     assert task["status"] == "active"
@@ -76,7 +82,13 @@ def _run_task(influx: Influx, name: str, scheduled_for: datetime) -> dict[str, A
 
 def _series(row: dict[str, str]) -> tuple[tuple[str, str], ...]:
     """The tag set of a row (pulse channel, Luxtronik group ...)."""
-    return tuple(sorted((k, v) for k, v in row.items() if k and not k.startswith("_") and k not in ("result", "table")))
+    return tuple(
+        sorted(
+            (k, v)
+            for k, v in row.items()
+            if k and not k.startswith("_") and k not in ("result", "table")
+        )
+    )
 
 
 def _window_values(
@@ -145,9 +157,15 @@ def test_task_run_fills_tier_with_the_declared_aggregates(
     )
     found = 0
     for field, fn in fields.items():
-        expected = _window_values(influx, f"{source}_raw", source, field, fn, window, window + every)
-        got = _window_values(influx, f"{source}_{tier}", source, field, "last", window, window + every)
-        assert set(got) == set(expected), f"{source}_{tier}.{field}: series {sorted(got)} != raw {sorted(expected)}"
+        expected = _window_values(
+            influx, f"{source}_raw", source, field, fn, window, window + every
+        )
+        got = _window_values(
+            influx, f"{source}_{tier}", source, field, "last", window, window + every
+        )
+        assert set(got) == set(expected), (
+            f"{source}_{tier}.{field}: series {sorted(got)} != raw {sorted(expected)}"
+        )
         for series, value in expected.items():
             assert math.isclose(got[series], value, rel_tol=1e-9, abs_tol=1e-9), (
                 f"{source}_{tier}.{field} {dict(series)} at {_iso(window)}: {got[series]}, "
@@ -161,8 +179,7 @@ def test_task_run_fills_tier_with_the_declared_aggregates(
 def test_tiers_hold_only_numeric_fields(influx: Influx, source: str) -> None:
     """Strings (wattivahti's resolution, Luxtronik's version) are not rolled up."""
     rows = influx.query(
-        f'import "influxdata/influxdb/schema"\n'
-        f'schema.fieldKeys(bucket: "{source}_1m", start: -30d)'
+        f'import "influxdata/influxdb/schema"\nschema.fieldKeys(bucket: "{source}_1m", start: -30d)'
     )
     tier_fields = {r["_value"] for r in rows}
     assert tier_fields, f"{source}_1m is empty"

@@ -11,7 +11,7 @@ import pytest
 from conftest import COLLECTOR, EPHEMERAL, SECRETS
 from sources import SOURCES
 
-ADMIN_PASSWORD = "molecule-admin-password"  # molecule.yml: influxdb_admin_password
+ADMIN_PASSWORD = "molecule-admin-password"  # noqa: S105 - molecule.yml's, to look for
 OCTOPUS_API_KEY = "sk_live_simulated0000000000000000"  # wattkeeper_source_defs.octopus.simulate
 
 
@@ -61,5 +61,5 @@ def test_no_secret_in_the_ansible_output(collector: Any) -> None:
     text = log.read_text(errors="replace")
     # It must really be the converge output: the influxdb play and the collector's agents.
     assert "TASK [influxdb : One token per agent" in text
-    assert f"PLAY RECAP" in text and COLLECTOR in text
+    assert "PLAY RECAP" in text and COLLECTOR in text
     assert _leaks(text, _secrets(collector)) == []

@@ -13,7 +13,9 @@ PROBE = "wattkeeper_token_probe ok=1"
 
 
 def _write(influx: Influx, token: str, bucket: str) -> int:
-    r = influx.call("POST", "/api/v2/write", token=token, params={"org": ORG, "bucket": bucket}, data=PROBE)
+    r = influx.call(
+        "POST", "/api/v2/write", token=token, params={"org": ORG, "bucket": bucket}, data=PROBE
+    )
     return r.status_code
 
 
@@ -58,7 +60,9 @@ def test_agent_token_refused_on_other_buckets(influx: Influx, source: str) -> No
         "POST", "/api/v2/buckets", token=token, json={"orgID": influx.org_id(), "name": "intruder"}
     )
     assert created.status_code in (401, 403, 404), created.text
-    assert influx.call("GET", "/api/v2/authorizations", token=token).json().get("authorizations") in (None, [])
+    assert influx.call("GET", "/api/v2/authorizations", token=token).json().get(
+        "authorizations"
+    ) in (None, [])
 
 
 @pytest.mark.parametrize("source", SOURCES)

@@ -28,7 +28,9 @@ def test_influxdb_active_and_enabled(server: Any) -> None:
 @pytest.mark.parametrize("source", DAEMONS)
 def test_daemon_agent_active_and_enabled(collector: Any, source: str) -> None:
     svc = collector.service(f"wattkeeper-{source}")
-    assert svc.is_running, collector.run(f"journalctl -u wattkeeper-{source} -n 20 --no-pager").stdout
+    assert svc.is_running, collector.run(
+        f"journalctl -u wattkeeper-{source} -n 20 --no-pager"
+    ).stdout
     assert svc.is_enabled
     props = collector.run(
         f"systemctl show wattkeeper-{source} -p Type -p WatchdogUSec -p Restart "
@@ -49,7 +51,9 @@ def test_oneshot_agent_timer_and_last_run(collector: Any, source: str) -> None:
     assert timer.is_running
     assert timer.is_enabled
     # The converge ran it once; exit 0 means every point reached InfluxDB.
-    props = collector.run(f"systemctl show wattkeeper-{source}.service -p Result -p ExecMainStatus").stdout
+    props = collector.run(
+        f"systemctl show wattkeeper-{source}.service -p Result -p ExecMainStatus"
+    ).stdout
     assert "Result=success" in props and "ExecMainStatus=0" in props, props
 
 
@@ -58,16 +62,20 @@ def test_luxtronik_report_timer(collector: Any) -> None:
         pytest.skip("luxtronik not deployed")
     timer = collector.service("wattkeeper-luxtronik-report.timer")
     assert timer.is_running and timer.is_enabled
-    assert "OnCalendar=*-*-* 07:00:00" in collector.file(
-        "/etc/systemd/system/wattkeeper-luxtronik-report.timer"
-    ).content_string
+    assert (
+        "OnCalendar=*-*-* 07:00:00"
+        in collector.file("/etc/systemd/system/wattkeeper-luxtronik-report.timer").content_string
+    )
 
 
 @pytest.mark.parametrize("source", SOURCES)
 def test_simulator_running(collector: Any, source: str) -> None:
     svc = collector.service(f"wattkeeper-simulate-{source}")
     assert svc.is_running and svc.is_enabled
-    assert "User=wattkeeper-sim" in collector.run(f"systemctl show wattkeeper-simulate-{source} -p User").stdout
+    assert (
+        "User=wattkeeper-sim"
+        in collector.run(f"systemctl show wattkeeper-simulate-{source} -p User").stdout
+    )
 
 
 UNITS = [
@@ -123,14 +131,17 @@ _PROBE = (
 def test_sandbox_applied_by_systemd(collector: Any, source: str) -> None:
     """The sandbox is real, not only declared: a command started by systemd with exactly the
     unit's directives cannot write /etc or /opt or see /root, holds no capability, runs
-    under seccomp with no_new_privs, and can write its state directory. (Entering the running agent would need CAP_SYS_PTRACE, which the
+    under seccomp with no_new_privs, and can write its state directory. (Entering the
+    running agent would need CAP_SYS_PTRACE, which the
     container lacks.)"""
     unit = collector.file(f"/etc/systemd/system/wattkeeper-{source}.service").content_string
     body = unit.split("[Service]", 1)[1].split("[Install]", 1)[0]
     props = [
         line.strip()
         for line in body.splitlines()
-        if "=" in line and not line.lstrip().startswith("#") and not _NOT_SANDBOX.match(line.strip())
+        if "=" in line
+        and not line.lstrip().startswith("#")
+        and not _NOT_SANDBOX.match(line.strip())
     ]
     assert any(p.startswith("ProtectSystem=strict") for p in props), props
     cmd = "systemd-run --wait --pipe --quiet " + " ".join(f"-p '{p}'" for p in props)
@@ -139,10 +150,17 @@ def test_sandbox_applied_by_systemd(collector: Any, source: str) -> None:
     # No capabilities, no new privileges, a seccomp filter (mode 2). ProtectProc=, PrivateIPC=
     # and ProtectHostname= are not enforced inside a podman container (systemd logs that it
     # skips them); on a real host they are.
-    assert sorted(out.stdout.split()) == sorted([
-        "etc:read-only", "opt:read-only", "home:hidden",
-        "NoNewPrivs:1", "Seccomp:2", "CapEff:0000000000000000", "state:writable",
-    ]), out.stdout + out.stderr
+    assert sorted(out.stdout.split()) == sorted(
+        [
+            "etc:read-only",
+            "opt:read-only",
+            "home:hidden",
+            "NoNewPrivs:1",
+            "Seccomp:2",
+            "CapEff:0000000000000000",
+            "state:writable",
+        ]
+    ), out.stdout + out.stderr
 
 
 @pytest.mark.parametrize("source", SOURCES)
@@ -159,15 +177,11 @@ def test_files_and_modes(collector: Any, source: str) -> None:
 
 @pytest.mark.parametrize("source", SOURCES)
 def test_agent_logs_in_journald(collector: Any, source: str) -> None:
-    out = collector.run(
-        f"journalctl -t wattkeeper-{source} --no-pager -o cat -n 200"
-    ).stdout
+    out = collector.run(f"journalctl -t wattkeeper-{source} --no-pager -o cat -n 200").stdout
     # The startup line names the bucket it writes to; a oneshot also reports its delivery.
     assert f"started: {source} -> http://" in out and f"bucket {source}_raw" in out, out[-2000:]
     if source in ONESHOT:
         assert "delivered everything; buffer empty" in out, out[-2000:]
     # Journal fields: the agent's records carry its priority (not everything at "info").
-    fields = collector.run(
-        f"journalctl -t wattkeeper-{source} --no-pager -o json -n 5"
-    ).stdout
+    fields = collector.run(f"journalctl -t wattkeeper-{source} --no-pager -o json -n 5").stdout
     assert '"PRIORITY"' in fields

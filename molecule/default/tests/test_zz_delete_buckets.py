@@ -15,7 +15,13 @@ VICTIM = "wattivahti" if "wattivahti" in SOURCES else SOURCES[0]
 
 def test_delete_buckets_with_confirm_deletes_only_what_it_listed(influx: Influx) -> None:
     before = _bucket_names(influx)
-    out = playbook("delete-buckets.yml", "-e", "confirm=DELETE", "-e", json.dumps({"influxdb_sources": [VICTIM]}))
+    out = playbook(
+        "delete-buckets.yml",
+        "-e",
+        "confirm=DELETE",
+        "-e",
+        json.dumps({"influxdb_sources": [VICTIM]}),
+    )
     assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
     gone = {f"{VICTIM}_{t}" for t in ("raw", "1m", "5m", "1h")}
     assert gone <= before
