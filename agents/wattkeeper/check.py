@@ -44,13 +44,7 @@ def run_checks(cfg: AgentConfig, plugin: SourcePlugin) -> int:
     SECRETS.add(cfg.alerts.slack_webhook_url)
     logging.getLogger("wattkeeper").setLevel(logging.CRITICAL)
     failures = 0
-    client = InfluxClient(
-        cfg.influxdb.url,
-        cfg.influxdb.org,
-        cfg.influxdb.bucket,
-        cfg.influxdb.token or "",
-        timeout=cfg.influxdb.timeout,
-    )
+    client = InfluxClient.from_section(cfg.influxdb)
     ok, detail = check_influx(client, plugin.name)
     _line(ok, "influxdb", detail)
     failures += not ok

@@ -102,14 +102,7 @@ def cmd_buffer(args: argparse.Namespace) -> int:
         from wattkeeper.influx import InfluxClient
 
         setup_logging(plugin.name, cfg.agent.log_level, "stderr")
-        client = InfluxClient(
-            cfg.influxdb.url,
-            cfg.influxdb.org,
-            cfg.influxdb.bucket,
-            cfg.influxdb.token or "",
-            timeout=cfg.influxdb.timeout,
-            use_gzip=cfg.influxdb.gzip,
-        )
+        client = InfluxClient.from_section(cfg.influxdb)
         before = buf.pending
         outcome = Deliverer(
             buf, client, batch_size=cfg.influxdb.batch_size, batch_bytes=cfg.influxdb.batch_bytes

@@ -3,7 +3,7 @@
 Plain ``requests`` rather than influxdb-client: the agent needs the raw status code,
 InfluxDB's error ``code``, and the Retry-After header of every write to decide between
 retry, bisect and dead-letter, and a Pi Zero should not import a reactive framework to
-send gzip'd text. (The tests and the migration tool use influxdb-client where it serves.)
+send gzip'd text.
 """
 
 from __future__ import annotations
@@ -14,9 +14,12 @@ import gzip
 import io
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
+
+if TYPE_CHECKING:
+    from wattkeeper.config import InfluxSection
 
 # HTTP statuses after which the same lines will never be accepted: bisect, then dead-letter.
 PERMANENT_STATUSES = frozenset({400, 413, 422})
@@ -88,6 +91,18 @@ class InfluxClient:
         self._session = requests.Session()
         self._session.headers["Authorization"] = f"Token {token}"
         self._session.headers["User-Agent"] = "wattkeeper"
+
+    @classmethod
+    def from_section(cls, section: InfluxSection, *, timeout: float | None = None) -> InfluxClient:
+        """The client an agent's ``[influxdb]`` section describes."""
+        return cls(
+            section.url,
+            section.org,
+            section.bucket,
+            section.token or "",
+            timeout=section.timeout if timeout is None else timeout,
+            use_gzip=section.gzip,
+        )
 
     def close(self) -> None:
         self._session.close()

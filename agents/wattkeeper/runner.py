@@ -103,14 +103,7 @@ class Agent:
             synchronous=cfg.buffer.synchronous,
             on_drop=self._on_drop,
         )
-        self.influx = InfluxClient(
-            cfg.influxdb.url,
-            cfg.influxdb.org,
-            cfg.influxdb.bucket,
-            cfg.influxdb.token or "",
-            timeout=cfg.influxdb.timeout,
-            use_gzip=cfg.influxdb.gzip,
-        )
+        self.influx = InfluxClient.from_section(cfg.influxdb)
         self.deliverer = Deliverer(
             self.buffer,
             self.influx,
