@@ -37,6 +37,9 @@ def report(section: str, key: str, value: str) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if getattr(terminalreporter, "_wattkeeper_reported", False):
+        return  # the hook is reached once per import of this module
+    terminalreporter._wattkeeper_reported = True
     for section, rows in REPORT.items():
         terminalreporter.write_sep("-", section)
         for key, value in rows.items():
