@@ -115,7 +115,7 @@ def show(api: Api, sources: list[str], collector: str) -> int:
                 (
                     f"{k}={v}"
                     for k, v in row.items()
-                    if k in ("channel", "metering_point", "device_id")
+                    if k in ("channel", "metering_point", "device_id", "group")
                 ),
                 "",
             )
@@ -123,8 +123,8 @@ def show(api: Api, sources: list[str], collector: str) -> int:
             print(f"  {row['_field']:<28} {value:>12.2f}  {tag:<20} at {row['_time'][:19]}Z")
     print("\n== Downsampling tasks (Flux, generated from the inventory) ==")
     for t in sorted(api.tasks(), key=lambda t: t["name"]):
-        last = t.get("latestCompleted", "-")[:19]
-        run = t.get("lastRunStatus", "none yet")
+        run = t.get("lastRunStatus") or "none yet"
+        last = t.get("latestCompleted", "")[:19] if t.get("lastRunStatus") else ""
         every = t.get("every", "?")
         print(f"  {t['name']:<28} every {every:<4} {t['status']:<8} last run {run:<8} {last}")
     stats = "/opt/wattkeeper/bin/wattkeeper buffer stats -c /etc/wattkeeper/pulse.toml"

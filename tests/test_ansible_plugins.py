@@ -247,6 +247,12 @@ def test_task_flux_for_every_tier(source: str) -> None:
 
 def test_landed_sources_skip_missing_modules() -> None:
     assert F.landed_sources(["pulse", "nosuchsource"]) == ["pulse"]
+    simulated = F.landed_sources(["pulse", "luxtronik", "octopus"], True)
+    assert {"pulse", "luxtronik"} <= set(simulated)
+    octopus_sim = (ROOT / "agents/wattkeeper/simulate/octopus").exists() or (
+        ROOT / "agents/wattkeeper/simulate/octopus.py"
+    ).exists()
+    assert ("octopus" in simulated) == octopus_sim
 
 
 def test_buffer_stats_parse() -> None:

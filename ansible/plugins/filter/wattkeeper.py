@@ -74,11 +74,18 @@ def task_flux(
         raise AnsibleFilterError(f"{source} {every}: {exc}") from exc
 
 
-def landed_sources(candidates: list[str]) -> list[str]:
-    """Those of ``candidates`` whose module exists in the agent package being deployed."""
-    base = AGENTS_DIR / "wattkeeper" / "sources"
+def _in_package(kind: str, name: str) -> bool:
+    base = AGENTS_DIR / "wattkeeper" / kind
+    return (base / f"{name}.py").exists() or (base / name / "__init__.py").exists()
+
+
+def landed_sources(candidates: list[str], simulate: bool = False) -> list[str]:
+    """Those of ``candidates`` whose module exists in the agent package being deployed
+    (and, when simulating, whose simulator exists too)."""
     return [
-        c for c in candidates if (base / f"{c}.py").exists() or (base / c / "__init__.py").exists()
+        c
+        for c in candidates
+        if _in_package("sources", c) and (not simulate or _in_package("simulate", c))
     ]
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from wattkeeper.registry import load_plugin
+
 ROOT = Path(__file__).resolve().parents[3]
 _PKG = ROOT / "agents" / "wattkeeper"
 
@@ -19,6 +21,8 @@ SOURCES = [
     if _landed("sources", s) and _landed("simulate", s)
 ]
 ONESHOT = {"wattivahti"}
+# Sources that declare roll-ups get the downsampling tasks.
+ROLLED = [s for s in SOURCES if load_plugin(s).rollups]
 DAEMONS = [s for s in SOURCES if s not in ONESHOT]
 TIERS = {"1m": 60, "5m": 300, "1h": 3600}
 # Fields checked against raw per source: field -> the aggregate its tier must hold.

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from conftest import ORG, Influx, report, wait_for
-from sources import CHECKED_FIELDS, DAEMONS, SOURCES, TIERS
+from sources import CHECKED_FIELDS, DAEMONS, ROLLED, SOURCES, TIERS
 
 
 def _iso(t: datetime) -> str:
@@ -118,7 +118,7 @@ def frozen_raw(influx: Influx, collector: Any) -> Iterator[None]:
 
 
 @pytest.mark.parametrize("tier", list(TIERS))
-@pytest.mark.parametrize("source", SOURCES)
+@pytest.mark.parametrize("source", ROLLED)
 def test_task_run_fills_tier_with_the_declared_aggregates(
     influx: Influx, frozen_raw: None, source: str, tier: str
 ) -> None:
@@ -175,7 +175,7 @@ def test_task_run_fills_tier_with_the_declared_aggregates(
     assert found, f"no checked field of {source} had readings in the window at {_iso(window)}"
 
 
-@pytest.mark.parametrize("source", SOURCES)
+@pytest.mark.parametrize("source", ROLLED)
 def test_tiers_hold_only_numeric_fields(influx: Influx, source: str) -> None:
     """Strings (wattivahti's resolution, Luxtronik's version) are not rolled up."""
     rows = influx.query(
