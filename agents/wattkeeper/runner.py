@@ -169,7 +169,10 @@ class Agent:
             )
             self.source = self.plugin.factory(ctx)
         except SourceFatal as exc:
-            return self._fatal(exc)
+            try:
+                return self._fatal(exc)
+            finally:
+                self._close()
         log.info(
             "started: %s -> %s bucket %s; %d points waiting in %s",
             self.name,
@@ -190,6 +193,13 @@ class Agent:
     def _fatal(self, exc: SourceFatal) -> int:
         where = f"{exc.key} in {self.cfg.file}: " if exc.key else ""
         log.error("cannot run the %s source: %s%s", self.name, where, exc)
+        # Also when it happens after days of running (an API key revoked): systemd will not
+        # restart the agent (exit 78), so this alert is how the user learns of it.
+        self.alerter.alert(
+            Event.SOURCE_FAILING,
+            f"Stopped: {where}{exc}. It stays stopped until the configuration is fixed "
+            f"and the agent restarted.",
+        )
         self.notifier.send("STATUS=configuration error: " + str(exc)[:200], "ERRNO=78")
         return EX_CONFIG
 

@@ -23,7 +23,12 @@ class BudgetExhausted(Exception):
 
 
 class CallBudget:
-    """At most ``limit`` calls in any window of ``period`` seconds (wall clock)."""
+    """At most ``limit`` calls in any window of ``period`` seconds (wall clock).
+
+    A slot is freed ``margin`` seconds after the period: a call is counted by the server
+    when it arrives, a little after it was taken here, and network jitter must not put
+    ``limit + 1`` arrivals into one of the server's windows.
+    """
 
     def __init__(
         self,
@@ -32,31 +37,34 @@ class CallBudget:
         history: list[float] | None = None,
         persist: Callable[[list[float]], None] | None = None,
         clock: Callable[[], float] = time.time,
+        margin: float = 1.0,
     ) -> None:
         self.limit = limit
         self.period = period
+        self._span = period + margin
         self._clock = clock
         self._persist = persist
         self._lock = threading.Lock()
         now = clock()
         # A history from the future means the clock was set back: keep it, capped at now.
         self._calls: deque[float] = deque(
-            min(t, now) for t in sorted(history or []) if t > now - period
+            min(t, now) for t in sorted(history or []) if t > now - self._span
         )
         self.used = 0
 
     def _expire(self, now: float) -> None:
-        while self._calls and self._calls[0] <= now - self.period:
+        while self._calls and self._calls[0] <= now - self._span:
             self._calls.popleft()
 
-    def wait_time(self) -> float:
-        """Seconds until a call may be made (0 if a slot is free now)."""
+    def wait_time(self, slots: int = 1) -> float:
+        """Seconds until ``slots`` calls may be made (0 if they are free now)."""
         with self._lock:
             now = self._clock()
             self._expire(now)
-            if len(self._calls) < self.limit:
+            must_expire = len(self._calls) + min(slots, self.limit) - self.limit
+            if must_expire <= 0:
                 return 0.0
-            return max(0.0, self._calls[0] + self.period - now)
+            return max(0.0, self._calls[must_expire - 1] + self._span - now)
 
     def available(self) -> int:
         with self._lock:
@@ -69,7 +77,7 @@ class CallBudget:
             now = self._clock()
             self._expire(now)
             if len(self._calls) >= self.limit:
-                raise BudgetExhausted(self._calls[0] + self.period - now, self.limit, self.period)
+                raise BudgetExhausted(self._calls[0] + self._span - now, self.limit, self.period)
             self._calls.append(now)
             self.used += 1
             snapshot = list(self._calls)

@@ -23,8 +23,18 @@ from .budget import BudgetExhausted, CallBudget
 
 # Auth problems after which a fresh token (refresh, else API key) is worth one retry.
 REAUTH_CODES = frozenset(
-    {"KT-CT-1124", "KT-CT-1120", "KT-CT-1111", "KT-CT-1134", "KT-CT-1135", "KT-CT-1139"}
+    {
+        "KT-CT-1111",  # unauthorized
+        "KT-CT-1112",  # Authorization header not provided
+        "KT-CT-1120",  # invalid token
+        "KT-CT-1124",  # JWT expired
+        "KT-CT-1134",  # refresh token expired
+        "KT-CT-1135",  # refresh token invalid
+        "KT-CT-1139",  # authentication failed
+    }
 )
+# Where a user makes (or re-makes) an API key.
+API_KEY_PAGE = "https://octopus.energy/dashboard/new/accounts/personal-details/api-access"
 REFRESH_EXPIRED = frozenset({"KT-CT-1134", "KT-CT-1135"})
 RATE_LIMITED = "KT-GB-4042"
 
@@ -139,7 +149,9 @@ class KrakenClient:
             raise KrakenError(f"{op}: HTTP 429 too many requests", RATE_LIMITED, retry, 429)
         if resp.status_code != 200:
             raise KrakenError(
-                f"{op}: HTTP {resp.status_code} from {self.url}", status=resp.status_code
+                f"{op}: HTTP {resp.status_code} from {self.url}{_body_hint(resp)}",
+                status=resp.status_code,
+                retry_after=_retry_after(resp.headers.get("Retry-After")),
             )
         try:
             doc = resp.json()
@@ -196,7 +208,7 @@ class KrakenClient:
             if exc.code in {"KT-CT-1139", "KT-CT-1138", "KT-CT-1111"}:
                 raise SourceFatal(
                     f"Octopus rejected the API key ({exc.code}: {str(exc).split(' ', 2)[-1]}); "
-                    "copy it again from https://octopus.energy/dashboard/developer/",
+                    f"copy it again from {API_KEY_PAGE} into the file",
                     key="octopus.api_key_file",
                 ) from None
             raise
@@ -244,6 +256,19 @@ def _retry_after(value: str | None) -> float | None:
         return max(0.0, float(value)) if value else None
     except ValueError:
         return None
+
+
+def _body_hint(resp: requests.Response) -> str:
+    """The first GraphQL error of a non-200 answer (a 400 names the bad field), if any."""
+    try:
+        doc = resp.json()
+    except ValueError:
+        return ""
+    errors = doc.get("errors") if isinstance(doc, dict) else None
+    if isinstance(errors, list) and errors and isinstance(errors[0], dict):
+        code, desc = _error_text(errors[0])
+        return f": {code + ' ' if code else ''}{desc[:200]}"
+    return ""
 
 
 def _hhmmss(token: Token | None) -> str:

@@ -2,8 +2,9 @@
 
 Seed 000 first wrote the demand as a string field ``value`` of measurement ``power``;
 strings cannot be averaged. This reads every such record, day by day so memory stays
-flat, and writes ``power_numeric`` (float) at the same timestamp with the same tags.
-Records that are not numbers are skipped and counted. Running it twice is harmless.
+flat (jumping over days without records), and writes ``power_numeric`` (float) at the
+same timestamp with the same tags. Records that are not numbers are skipped and counted.
+Running it twice is harmless.
 """
 
 from __future__ import annotations
@@ -89,12 +90,13 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     )
     read = converted = skipped = 0
     try:
-        first = _first_time(client, bucket, args, start, stop)
-        if first is None:
-            print(f"no `{args.from_field}` records of `{args.measurement}` in bucket {bucket}")
-            return 0
-        t = max(start, first.replace(hour=0, minute=0, second=0, microsecond=0))
+        t = start
         while t < stop:
+            # Jump to the next day that has records: years of history may hold a few days.
+            first = _first_time(client, bucket, args, t, stop)
+            if first is None:
+                break
+            t = max(t, first.replace(hour=0, minute=0, second=0, microsecond=0))
             chunk_end = min(t + timedelta(days=1), stop)
             lines: list[str] = []
             for row in _rows(client, bucket, args, t, chunk_end):
@@ -128,6 +130,9 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         return EX_TEMPFAIL if exc.result.status in (0, 500, 502, 503, 504) else EX_CONFIG
     finally:
         client.close()
+    if read == 0:
+        print(f"no `{args.from_field}` records of `{args.measurement}` in bucket {bucket}")
+        return 0
     verb = "would convert" if args.dry_run else "converted"
     print(
         f"{read} records of {args.measurement}.{args.from_field} read; "

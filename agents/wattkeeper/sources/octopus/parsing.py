@@ -82,11 +82,12 @@ def parse_telemetry(rows: Any, fields: tuple[str, ...] = TELEMETRY_FIELDS) -> Pa
     """Parse ``smartMeterTelemetry``; a row lacking a requested key refuses the answer.
 
     A missing key means a truncated or changed answer: taking the rest would move the
-    cursor past readings we never got. A ``null`` is the API saying "no value" and is
-    simply not written; a non-number is rejected on its own.
+    cursor past readings we never got. A ``null`` value is the API saying "no value" and is
+    simply not written; a non-number is rejected on its own. A ``null`` list (without an
+    error) is refused too: taken as "no readings", an old window would be skipped for good.
     """
     if rows is None:
-        return ParsedTelemetry()
+        raise MalformedAnswer("smartMeterTelemetry is null")
     if not isinstance(rows, list):
         raise MalformedAnswer(f"smartMeterTelemetry is a {type(rows).__name__}, not a list")
     out = ParsedTelemetry()

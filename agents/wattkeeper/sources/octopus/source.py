@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from wattkeeper.point import Point
-from wattkeeper.source import Batch, SourceContext, SourceError
+from wattkeeper.source import Batch, SourceContext, SourceError, SourceFatal
 
 from .budget import CallBudget
 from .client import RATE_LIMITED, KrakenClient, KrakenError, ServerClock
@@ -23,6 +23,7 @@ from .parsing import TELEMETRY_FIELDS, MalformedAnswer, format_time, parse_telem
 from .schema import SCHEMAS
 
 TOO_FAR_BACK = "KT-GB-4051"
+UNAUTHORIZED = "KT-CT-1111"
 # The longest a single poll keeps catching up (windows) before committing.
 MAX_WINDOWS_PER_POLL = 24
 
@@ -86,7 +87,11 @@ class OctopusSource:
         if self.behind and self.budget.available() > self._reserve():
             delay = 1.0
         cooldown = self._cooldown_until - time.monotonic()
-        return max(delay, cooldown, self.budget.wait_time())
+        # A poll that must renew the token first makes two calls: wait for both slots,
+        # rather than fail half-way for want of the second.
+        token = self.client.token
+        renew = token is None or not token.fresh(self.clock.now() + delay)
+        return max(delay, cooldown, self.budget.wait_time(2 if renew else 1))
 
     def _reserve(self) -> int:
         return max(1, self.budget.limit // 10)
@@ -110,9 +115,21 @@ class OctopusSource:
         if isinstance(cached, dict) and cached.get("account") == self.cfg.account_number:
             self.device_id = str(cached["device"])
             return self.device_id
-        data = self.client.query(
-            "Account", ACCOUNT_QUERY, {"accountNumber": self.cfg.account_number}
-        )
+        try:
+            data = self.client.query(
+                "Account", ACCOUNT_QUERY, {"accountNumber": self.cfg.account_number}
+            )
+        except KrakenError as exc:
+            if exc.code == UNAUTHORIZED:
+                # Still refused with a fresh token: this key may not read this account.
+                raise SourceFatal(
+                    f"Octopus refuses account {self.cfg.account_number} to this API key "
+                    f"({UNAUTHORIZED} Unauthorized): check the account number (on your "
+                    "Octopus dashboard, like A-1234ABCD) and that the API key is of the same "
+                    "login",
+                    key="octopus.account_number",
+                ) from None
+            raise
         devices = parse_account(data)
         self.device_id = choose_device(devices, self.cfg.account_number)
         self.log.info(
@@ -121,33 +138,70 @@ class OctopusSource:
             self.device_id,
             f" (export meter {', '.join(devices.exports)})" if devices.exports else "",
         )
-        if self._set_state is not None:
-            self._set_state(
-                {
-                    "octopus.discovered": {
-                        "account": self.cfg.account_number,
-                        "device": self.device_id,
-                    }
-                }
-            )
+        self._save(
+            {"octopus.discovered": {"account": self.cfg.account_number, "device": self.device_id}}
+        )
         return self.device_id
+
+    def _save(self, state: dict[str, Any]) -> None:
+        if self._set_state is not None:
+            self._set_state(state)
 
     # -- polling ----------------------------------------------------------------------
 
     def _fetch(self, device: str, start: float, end: float) -> Any:
-        data = self.client.query(
-            "Telemetry",
-            TELEMETRY_QUERY,
-            {
-                "deviceId": device,
-                "start": _iso(start),
-                "end": _iso(end),
-                "grouping": self.cfg.grouping,
-            },
-        )
+        try:
+            data = self.client.query(
+                "Telemetry",
+                TELEMETRY_QUERY,
+                {
+                    "deviceId": device,
+                    "start": _iso(start),
+                    "end": _iso(end),
+                    "grouping": self.cfg.grouping,
+                },
+            )
+        except KrakenError as exc:
+            if exc.code == UNAUTHORIZED:
+                raise self._device_refused(device) from None
+            raise
         if "smartMeterTelemetry" not in data:
             raise MalformedAnswer("answer has no data.smartMeterTelemetry")
         return data["smartMeterTelemetry"]
+
+    def _device_refused(self, device: str) -> Exception:
+        """Telemetry of this device refused with a fresh token: wrong id, or a new meter."""
+        if self.cfg.device_id:
+            return SourceFatal(
+                f"Octopus refuses telemetry of device {device} to this API key "
+                f"({UNAUTHORIZED} Unauthorized): check the device id, or remove octopus.device_id "
+                "to find it from the account",
+                key="octopus.device_id",
+            )
+        self.device_id = None
+        self._save({"octopus.discovered": None})
+        return SourceError(
+            f"Telemetry: device {device} refused ({UNAUTHORIZED}); "
+            "looking for the account's device again at the next poll"
+        )
+
+    def _start(self, stored: Any, now: float) -> float:
+        """Where the next window starts: the cursor, within max_backfill."""
+        if stored is None:
+            self.log.info("no cursor yet: starting %s before now", _dur(self.cfg.initial_backfill))
+            start = now - self.cfg.initial_backfill
+        else:
+            start = float(stored)
+        oldest = now - self.cfg.max_backfill
+        if start < oldest:
+            self.log.warning(
+                "readings from %s to %s cannot be recovered (older than max_backfill %s)",
+                _iso(start),
+                _iso(oldest),
+                _dur(self.cfg.max_backfill),
+            )
+            start = oldest
+        return start
 
     def poll(self) -> Batch:
         if time.monotonic() < self._cooldown_until:
@@ -161,54 +215,33 @@ class OctopusSource:
         except KrakenError as exc:
             raise self._classify(exc) from None
         batch = Batch()
-        stored = self.state.get_state(self._key("next_start"))
+        cursor_key = self._key("next_start")
+        stored = self.state.get_state(cursor_key)
+        self.behind = False
         for n in range(MAX_WINDOWS_PER_POLL):
             now = self.clock.now()
-            if stored is None:
-                start = now - self.cfg.initial_backfill
-                self.log.info(
-                    "no cursor yet: starting %s before now", _dur(self.cfg.initial_backfill)
-                )
-            else:
-                start = float(stored)
-            oldest = now - self.cfg.max_backfill
-            if start < oldest:
-                self.log.warning(
-                    "readings from %s to %s cannot be recovered (older than max_backfill %s)",
-                    _iso(start),
-                    _iso(oldest),
-                    _dur(self.cfg.max_backfill),
-                )
-                start = oldest
+            start = self._start(stored, now)
             end = min(start + self.cfg.backfill_window, now)
             if end - start < 1.0:
-                self.behind = False
                 break
             try:
-                rows = self._fetch(device, start, end)
+                try:
+                    rows = self._fetch(device, start, end)
+                except KrakenError as exc:
+                    if exc.code != TOO_FAR_BACK:
+                        raise
+                    start, end, rows = self._recoverable(device, start, batch)
                 parsed = parse_telemetry(rows)
             except KrakenError as exc:
-                if exc.code == TOO_FAR_BACK:
-                    skip_to = min(start + self.cfg.backfill_window, now)
-                    self.log.warning(
-                        "readings from %s to %s cannot be recovered: the API refuses a start "
-                        "that far back (%s)",
-                        _iso(start),
-                        _iso(skip_to),
-                        TOO_FAR_BACK,
-                    )
-                    stored = skip_to
-                    batch.state[self._key("next_start")] = skip_to
-                    continue
                 return self._partial(batch, self._classify(exc), n)
             except MalformedAnswer as exc:
                 return self._partial(batch, SourceError(f"Telemetry: malformed answer: {exc}"), n)
             self._rate_limited = 0
-            next_start = start
             for r in parsed.readings:
                 point = self.to_point(r, device)
                 if point is not None:
                     batch.points.append(point)
+            self._count_rejected(batch, parsed.rejected)
             if parsed.readings:
                 last = parsed.readings[-1].read_at.timestamp()
                 next_start = max(start, last + 1.0)
@@ -218,20 +251,81 @@ class OctopusSource:
                     "no readings from %s to %s (Home Mini offline?)", _iso(start), _iso(end)
                 )
                 next_start = end
-            if parsed.rejected:
-                batch.rejected += len(parsed.rejected)
-                shown = "; ".join(f"{f}={v} at {t}" for t, f, v in parsed.rejected[:3])
-                self.log.warning(
-                    "%d value(s) are not numbers and were not written: %s",
-                    len(parsed.rejected),
-                    shown,
-                )
+            else:
+                # Nothing yet in a recent window: the readings may still be on their way.
+                stored = start
+                batch.state[cursor_key] = start
+                break
             stored = next_start
-            batch.state[self._key("next_start")] = next_start
-            self.behind = now - next_start > max(self.cfg.settle, 2 * self.step) and end < now
+            batch.state[cursor_key] = next_start
+            # Behind: this window was cut at backfill_window and more is waiting.
+            self.behind = end < now and now - next_start > max(self.cfg.settle, 2 * self.step)
             if not self.behind or self.budget.available() <= self._reserve():
                 break
         return batch
+
+    def _count_rejected(self, batch: Batch, rejected: list[tuple[str, str, str]]) -> None:
+        if not rejected:
+            return
+        batch.rejected += len(rejected)
+        shown = "; ".join(f"{f}={v} at {t}" for t, f, v in rejected[:3])
+        self.log.warning(
+            "%d value(s) are not numbers and were not written: %s", len(rejected), shown
+        )
+
+    def _recoverable(self, device: str, refused: float, batch: Batch) -> tuple[float, float, Any]:
+        """After KT-GB-4051 at ``refused``: find the oldest start the API still accepts.
+
+        Galloping (one window, two, four ...) then bisection to a sixteenth of a window:
+        a few calls even for a gap of days, where stepping window by window could spend
+        the whole budget on refusals. Returns that start, its window's end and its rows.
+        """
+        first_refused = refused
+        w = self.cfg.backfill_window
+        precision = max(float(self.step), w / 16)
+        jump = w
+        accepted: tuple[float, float, Any] | None = None
+        try:
+            while accepted is None:
+                now = self.clock.now()
+                probe = min(refused + jump, now - w)
+                if probe <= refused:
+                    probe = refused + precision
+                if probe >= now - 1.0:
+                    accepted = (now, now, [])  # nothing the API would give: skip to now
+                    break
+                try:
+                    end = min(probe + w, now)
+                    accepted = (probe, end, self._fetch(device, probe, end))
+                except KrakenError as exc:
+                    if exc.code != TOO_FAR_BACK:
+                        raise
+                    refused, jump = probe, jump * 2
+            while accepted[0] - refused > precision:
+                mid = (refused + accepted[0]) / 2
+                end = min(mid + w, self.clock.now())
+                try:
+                    accepted = (mid, end, self._fetch(device, mid, end))
+                except KrakenError as exc:
+                    if exc.code != TOO_FAR_BACK:
+                        raise
+                    refused = mid
+        except KrakenError:
+            # Out of budget (or another failure) mid-search: what was refused stays lost.
+            batch.state[self._key("next_start")] = refused + 1.0
+            self._log_lost(first_refused, refused + 1.0)
+            raise
+        self._log_lost(first_refused, accepted[0])
+        return accepted
+
+    def _log_lost(self, start: float, end: float) -> None:
+        self.log.warning(
+            "readings from %s to %s cannot be recovered: the API refuses a start that far "
+            "back (%s)",
+            _iso(start),
+            _iso(end),
+            TOO_FAR_BACK,
+        )
 
     def _classify(self, exc: KrakenError) -> KrakenError:
         if exc.code == RATE_LIMITED or exc.status == 429:
@@ -239,8 +333,8 @@ class OctopusSource:
         return exc
 
     def _partial(self, batch: Batch, exc: SourceError, windows: int) -> Batch:
-        """After some windows succeeded, keep them; otherwise the poll fails."""
-        if windows == 0 or not batch.state:
+        """Keep what earlier windows (or a KT-GB-4051 search) gathered; else the poll fails."""
+        if not batch.state:
             raise exc
         self.log.warning("catch-up stopped after %d window(s): %s", windows, exc)
         self.behind = True
