@@ -19,8 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import report as report_module
 import requests
 import testinfra
+from report import REPORT
 
 SERVER = "wk-server"
 COLLECTOR = "wk-collector"
@@ -28,18 +30,12 @@ ORG = "home"
 ROOT = Path(__file__).resolve().parents[3]
 EPHEMERAL = Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "/nonexistent"))
 SECRETS = EPHEMERAL / "secrets"
-# Filled by the tests, printed at the end of the run (exposure scores, task runs).
-REPORT: dict[str, dict[str, str]] = {}
-
-
-def report(section: str, key: str, value: str) -> None:
-    REPORT.setdefault(section, {})[key] = value
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if getattr(terminalreporter, "_wattkeeper_reported", False):
-        return  # the hook is reached once per import of this module
-    terminalreporter._wattkeeper_reported = True
+    if report_module.PRINTED:
+        return  # this conftest may be imported twice (by pytest and by the test modules)
+    report_module.PRINTED = True
     for section, rows in REPORT.items():
         terminalreporter.write_sep("-", section)
         for key, value in rows.items():

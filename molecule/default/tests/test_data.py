@@ -10,7 +10,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from conftest import ORG, Influx, report, wait_for
+from conftest import ORG, Influx, wait_for
+from report import report
 from sources import CHECKED_FIELDS, DAEMONS, ROLLED, SOURCES, TIERS
 
 

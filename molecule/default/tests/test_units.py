@@ -6,7 +6,7 @@ import re
 from typing import Any
 
 import pytest
-from conftest import report
+from report import report
 from sources import DAEMONS, ONESHOT, SOURCES
 
 # systemd-analyze security: 0 = fully locked down, 10 = no sandbox at all. A unit above this
