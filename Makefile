@@ -29,13 +29,13 @@ image: ## build (once) the Debian bookworm systemd image the scenario and the de
 
 test: test-unit test-molecule ## every test: pytest (real InfluxDB, simulators), then the Molecule scenario
 
-test-unit: venv influxd ## the pytest suite only
+test-unit: deps venv influxd ## the pytest suite only
 	$(PY) -m pytest tests -m "not faults"
 
-test-molecule: venv influxd image ## converge, idempotence, Testinfra verify on two podman systemd hosts
+test-molecule: deps venv influxd image ## converge, idempotence, Testinfra verify on two podman systemd hosts
 	WATTKEEPER_INFLUXD=$$(bash scripts/build-influxd.sh | tail -1) $(VENV)/bin/molecule test
 
-test-faults: venv influxd ## the long fault-injection cases (10-minute network cut, 50 kills)
+test-faults: deps venv influxd ## the long fault-injection cases (10-minute network cut, 50 kills)
 	$(PY) -m pytest tests -m faults -s
 
 lint: venv ## ruff, formatting, mypy, yamllint and ansible-lint (production profile)
