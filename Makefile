@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help deps venv influxd test test-faults lint format demo demo-clean bench wheel clean
+.PHONY: help deps venv influxd image test test-unit test-molecule test-faults lint format demo demo-show demo-clean bench wheel clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -24,20 +24,39 @@ venv: $(VENV)/.installed ## create the virtualenv with the agent and the dev too
 influxd: ## find or build the InfluxDB 2 used by tests and demo (cached in ~/.cache/wattkeeper)
 	bash scripts/build-influxd.sh
 
-test: venv influxd ## run the tests (real InfluxDB, simulators, systemd containers)
+image: ## build (once) the Debian bookworm systemd image the scenario and the demo boot
+	bash scripts/build-image.sh >/dev/null
+
+test: test-unit test-molecule ## every test: pytest (real InfluxDB, simulators), then the Molecule scenario
+
+test-unit: deps venv influxd ## the pytest suite only
 	$(PY) -m pytest tests -m "not faults"
 
-test-faults: venv influxd ## the long fault cases (10-min network cut, 50 kills); figures in docs/faults.md
+test-molecule: deps venv influxd image ## converge, idempotence, Testinfra verify on two podman systemd hosts
+	WATTKEEPER_INFLUXD=$$(bash scripts/build-influxd.sh | tail -1) $(VENV)/bin/molecule test
+
+test-faults: deps venv influxd ## the long fault cases (10-min network cut, 50 kills); figures in docs/faults.md
 	$(PY) -m pytest tests -m faults -s; status=$$?; sed -n '/^| case/,$$p' docs/faults.md; exit $$status
 
-lint: venv ## ruff, formatting and mypy
-	$(VENV)/bin/ruff check agents tests
-	$(VENV)/bin/ruff format --check agents tests
+lint: venv ## ruff, formatting, mypy, yamllint and ansible-lint (production profile)
+	$(VENV)/bin/ruff check agents tests ansible molecule scripts
+	$(VENV)/bin/ruff format --check agents tests ansible molecule scripts
 	cd agents && ../$(VENV)/bin/mypy wattkeeper
+	$(VENV)/bin/yamllint -s .
+	$(VENV)/bin/ansible-lint -q
 
 format: venv ## apply ruff formatting and safe fixes
-	$(VENV)/bin/ruff check --fix agents tests
-	$(VENV)/bin/ruff format agents tests
+	$(VENV)/bin/ruff check --fix agents tests ansible molecule scripts
+	$(VENV)/bin/ruff format agents tests ansible molecule scripts
+
+demo: deps venv influxd image ## the appliance on this machine: InfluxDB + a collector (podman), sources simulated
+	bash scripts/demo.sh up
+
+demo-show: venv ## show again what landed in the running demo
+	bash scripts/demo.sh show
+
+demo-clean: ## remove the demo's containers and state (keeps the cached image and influxd)
+	bash scripts/demo.sh clean
 
 bench: venv influxd ## drain vs the limit, ingest, pulse rates, footprint; writes docs/benchmarks.md
 	$(PY) bench/run.py

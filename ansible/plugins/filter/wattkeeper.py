@@ -8,7 +8,10 @@ aggregate of every field is written down in exactly one place: next to the sourc
 
 from __future__ import annotations
 
+import csv
 import importlib
+import importlib.util
+import io
 import json
 import math
 import re
@@ -44,7 +47,12 @@ def rollups(source: str) -> list[Any]:
 
 
 def task_flux(
-    source: str, every: str, src_bucket: str, dst_bucket: str, org: str, name: str | None = None,
+    source: str,
+    every: str,
+    src_bucket: str,
+    dst_bucket: str,
+    org: str,
+    name: str | None = None,
     offset: str = "30s",
 ) -> str:
     """Flux of the task that aggregates ``source`` from src_bucket into dst_bucket."""
@@ -53,22 +61,39 @@ def task_flux(
     try:
         return str(
             downsample.task_flux(
-                task_name, rollups(source), src_bucket=src_bucket, dst_bucket=dst_bucket,
-                org=org, every=every, offset=offset,
+                task_name,
+                rollups(source),
+                src_bucket=src_bucket,
+                dst_bucket=dst_bucket,
+                org=org,
+                every=every,
+                offset=offset,
             )
         )
     except ValueError as exc:
         raise AnsibleFilterError(f"{source} {every}: {exc}") from exc
 
 
-def landed_sources(candidates: list[str]) -> list[str]:
-    """Those of ``candidates`` whose module exists in the agent package being deployed."""
-    base = AGENTS_DIR / "wattkeeper" / "sources"
-    return [c for c in candidates if (base / f"{c}.py").exists() or (base / c / "__init__.py").exists()]
+def _in_package(kind: str, name: str) -> bool:
+    base = AGENTS_DIR / "wattkeeper" / kind
+    return (base / f"{name}.py").exists() or (base / name / "__init__.py").exists()
+
+
+def landed_sources(candidates: list[str], simulate: bool = False) -> list[str]:
+    """Those of ``candidates`` whose module exists in the agent package being deployed
+    (and, when simulating, whose simulator exists too)."""
+    return [
+        c
+        for c in candidates
+        if _in_package("sources", c) and (not simulate or _in_package("simulate", c))
+    ]
 
 
 def bucket_plan(
-    sources: list[str], tiers: list[dict[str, Any]], pattern: str = "{source}_{tier}", cascade: bool = False
+    sources: list[str],
+    tiers: list[dict[str, Any]],
+    pattern: str = "{source}_{tier}",
+    cascade: bool = False,
 ) -> list[dict[str, Any]]:
     """One entry per source and tier: bucket name, retention, and for rolled-up tiers the
     task's window and the bucket it reads (raw, or the previous tier when cascading)."""
@@ -77,7 +102,11 @@ def bucket_plan(
     plan = []
     for source in sources:
         # A source without declared roll-ups gets its buckets but no tasks (yet).
-        rolled = bool(getattr(getattr(_import(f"wattkeeper.sources.{source}"), "PLUGIN", None), "rollups", None))
+        rolled = bool(
+            getattr(
+                getattr(_import(f"wattkeeper.sources.{source}"), "PLUGIN", None), "rollups", None
+            )
+        )
         previous = None
         raw = pattern.format(source=source, tier=tiers[0]["name"])
         for tier in tiers:
@@ -89,7 +118,9 @@ def bucket_plan(
                 "retention": str(tier.get("retention", 0)),
                 "every": tier.get("every") if rolled else None,
                 "src": (previous if cascade else raw) if tier.get("every") and rolled else None,
-                "task": f"wattkeeper_{source}_{tier['name']}" if tier.get("every") and rolled else None,
+                "task": f"wattkeeper_{source}_{tier['name']}"
+                if tier.get("every") and rolled
+                else None,
             }
             plan.append(entry)
             previous = bucket
@@ -97,7 +128,10 @@ def bucket_plan(
 
 
 def agent_pairs(
-    sources: list[str], groups: dict[str, list[str]], pattern: str = "{source}_{tier}", raw: str = "raw"
+    sources: list[str],
+    groups: dict[str, list[str]],
+    pattern: str = "{source}_{tier}",
+    raw: str = "raw",
 ) -> list[dict[str, str]]:
     """Every (collector host, source) pair: one agent, one token, and its raw bucket."""
     return [
@@ -110,6 +144,263 @@ def agent_pairs(
 def permissions(buckets: list[str], *actions: str) -> list[dict[str, str]]:
     """influxdb_token permissions: each action on each bucket."""
     return [{"action": a, "bucket": b} for b in buckets for a in actions]
+
+
+def _module_utils() -> Any:
+    """The modules' shared helpers (retention parsing), loaded from their file."""
+    name = "wattkeeper_influx_for_filters"
+    if name not in sys.modules:
+        path = Path(__file__).resolve().parents[1] / "module_utils" / "wattkeeper_influx.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules[name] = module
+    return sys.modules[name]
+
+
+def _human_seconds(seconds: int) -> str:
+    if not seconds:
+        return "forever"
+    for unit, size in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def verify_bucket(
+    bucket: str, existing: list[dict[str, Any]], plan: list[dict[str, Any]], rerun: str
+) -> dict[str, Any]:
+    """verify.yml: one planned bucket against the server's bucket list."""
+    want = _module_utils().retention_seconds(
+        next(p["retention"] for p in plan if p["bucket"] == bucket)
+    )
+    found = next((b for b in existing if b.get("name") == bucket), None)
+    if found is None:
+        return {"what": f"bucket {bucket}", "ok": False, "detail": "missing", "next": rerun}
+    rules = found.get("retentionRules") or []
+    have = int(rules[0].get("everySeconds", 0)) if rules else 0
+    ok = have == want
+    detail = f"retention {_human_seconds(have)}" + (
+        "" if ok else f", inventory says {_human_seconds(want)}"
+    )
+    return {"what": f"bucket {bucket}", "ok": ok, "detail": detail, "next": rerun}
+
+
+def verify_task(task: str, existing: list[dict[str, Any]], rerun: str) -> dict[str, Any]:
+    """verify.yml: one planned downsampling task: present, active, last run not failed."""
+    found = next((t for t in existing if t.get("name") == task), None)
+    if found is None:
+        return {"what": f"task {task}", "ok": False, "detail": "missing", "next": rerun}
+    status = found.get("status", "?")
+    last = found.get("lastRunStatus") or "none yet"
+    ok = status == "active" and last != "failed"
+    detail = f"{status}, every {found.get('every', '?')}, last run: {last}"
+    if last == "failed" and found.get("lastRunError"):
+        detail += f" ({str(found['lastRunError'])[:160]})"
+    fix = (
+        rerun
+        if status != "active"
+        else f"its runs and logs: GET /api/v2/tasks/{found.get('id')}/runs (operator token)"
+    )
+    return {"what": f"task {task}", "ok": ok, "detail": detail, "next": fix}
+
+
+_DURATION = re.compile(r"^(\d+(\.\d+)?(ms|s|m|h|d))+$")
+# Keys of the agent's sections that are durations (strings such as "30s"), per the agent's
+# config classes; tests/test_ansible_plugins.py keeps this list in step with them.
+DURATION_KEYS = frozenset(
+    {
+        "metrics_interval",
+        "flush_timeout",
+        "timeout",
+        "retry_initial",
+        "retry_max",
+        "commit_interval",
+        "min_interval",
+        "budget_period",
+        "backfill_window",
+        "max_backfill",
+        "initial_backfill",
+        "settle",
+        "overlap",
+        "chunk",
+        "interval",
+        "min_spacing",
+        "connect_timeout",
+        "debounce",
+    }
+)
+_ACCOUNT = re.compile(r"^A-[0-9A-Z]{6,10}$")
+_METERING_POINT = re.compile(r"^[0-9A-Za-z_-]{1,64}$")
+
+
+def inventory_problems(
+    sources: list[str],
+    sections: dict[str, Any],
+    secrets: dict[str, str],
+    defs: dict[str, Any],
+    simulate: bool = False,
+) -> list[str]:
+    """What a host's inventory lacks or gets wrong for its sources, one message each,
+    naming the variable: checked before anything is installed."""
+    problems: list[str] = []
+    for name, body in sections.items():
+        if not isinstance(body, dict):
+            problems.append(f"wattkeeper_{name} must be a dictionary of [{name}] keys")
+            continue
+        for key, value in body.items():
+            # A number is seconds (the agent accepts it too); a string must be a duration.
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if key in DURATION_KEYS and not (
+                number or (isinstance(value, str) and _DURATION.match(value))
+            ):
+                problems.append(
+                    f"wattkeeper_{name}.{key}: {value!r} is not a duration"
+                    ' such as "30s", "5m" or "1h"'
+                )
+    for source in sources:
+        cfg = sections.get(source) or {}
+        sim = simulate and "simulate" in defs.get(source, {})
+        for secret in defs.get(source, {}).get("secrets", []):
+            if not secret.get("rotates") and not sim and not secrets.get(secret["var"]):
+                problems.append(
+                    f"{secret['var']} is not set (the {source} agent needs it; keep it in Vault)"
+                )
+        if source == "octopus":
+            acct = cfg.get("account_number")
+            if not acct:
+                problems.append("wattkeeper_octopus.account_number is missing (like A-1234ABCD)")
+            elif not _ACCOUNT.match(str(acct)):
+                problems.append(
+                    f"wattkeeper_octopus.account_number: {acct!r} is not like A-1234ABCD"
+                )
+        elif source == "wattivahti":
+            point = cfg.get("metering_point")
+            if not point:
+                problems.append(
+                    "wattkeeper_wattivahti.metering_point is missing (the metering point code)"
+                )
+            elif not _METERING_POINT.match(str(point)):
+                problems.append(
+                    f"wattkeeper_wattivahti.metering_point: {point!r} is not a metering point code"
+                )
+        elif source == "pulse":
+            problems.extend(_pulse_problems(cfg))
+        elif source == "luxtronik" and not sim and not str(cfg.get("host", "")).strip():
+            problems.append(
+                "wattkeeper_luxtronik.host is missing (the heat pump controller's address)"
+            )
+    return problems
+
+
+def _pulse_problems(cfg: dict[str, Any]) -> list[str]:
+    channels = cfg.get("channels")
+    if not channels or not isinstance(channels, list):
+        return ["wattkeeper_pulse.channels is missing: a list of {name, pin, pulses_per_kwh}"]
+    # BCM numbers of the Pi's GPIO lines; another chip may have more lines.
+    top = 53 if cfg.get("chip", "/dev/gpiochip0") in ("/dev/gpiochip0", "gpiochip0") else 1023
+    problems: list[str] = []
+    seen_pins: set[int] = set()
+    seen_names: set[str] = set()
+    for i, ch in enumerate(channels):
+        where = f"wattkeeper_pulse.channels[{i}]"
+        if not isinstance(ch, dict):
+            problems.append(f"{where} must be a dictionary {{name, pin, pulses_per_kwh}}")
+            continue
+        pin = ch.get("pin")
+        if isinstance(pin, bool) or not isinstance(pin, int) or not 0 <= pin <= top:
+            problems.append(f"{where}.pin: {pin!r} is not a GPIO line number (BCM, 0-{top})")
+        elif pin in seen_pins:
+            problems.append(f"{where}.pin: pin {pin} is used by two channels")
+        else:
+            seen_pins.add(pin)
+        name = ch.get("name")
+        if not name:
+            problems.append(f"{where}.name is missing (import, export, generate ...)")
+        elif name in seen_names:
+            problems.append(f"{where}.name: {name!r} is listed twice")
+        else:
+            seen_names.add(str(name))
+        ppk = ch.get("pulses_per_kwh")
+        if isinstance(ppk, bool) or not isinstance(ppk, (int, float)) or not 0 < ppk <= 1e6:
+            problems.append(
+                f"{where}.pulses_per_kwh: {ppk!r} must be a positive number (imp/kWh on the label)"
+            )
+    return problems
+
+
+def verify_rows(hostvars: Any) -> list[dict[str, Any]]:
+    """verify.yml summary lines of one host, from the checks its roles recorded."""
+    host = str(hostvars.get("inventory_hostname", "?"))
+    checks = list(hostvars.get("_influxdb_verify") or []) + list(
+        hostvars.get("_wattkeeper_verify") or []
+    )
+    if not checks:
+        checks = [
+            {
+                "what": "host",
+                "ok": False,
+                "detail": "no result (unreachable, or a task failed above)",
+                "next": f"ansible -i INVENTORY {host} -m ansible.builtin.ping",
+            }
+        ]
+    return [
+        {
+            "ok": bool(c["ok"]),
+            "line": f"{'✓' if c['ok'] else '✗'} {host:<20} {c['what']:<34} {c['detail']}",
+            "next_line": f"✗ {host} {c['what']}: {c['next']}",
+        }
+        for c in checks
+    ]
+
+
+def bucket_summary(result: dict[str, Any]) -> str:
+    """delete-buckets.yml: one line per bucket from its content query's answer."""
+    rows = {r["what"]: r["value"] for r in flux_rows(result.get("content", ""))}
+    oldest, newest = rows.pop("oldest", None), rows.pop("newest", None)
+    if not rows:
+        return f"{result.get('item')}: empty"
+    held = ", ".join(f"{n} {m} values" for m, n in sorted(rows.items()))
+    return f"{result.get('item')}: {held}, from {oldest} to {newest}"
+
+
+def systemd_show(text: str) -> dict[str, dict[str, str]]:
+    """``systemctl show UNIT... -p Id -p ...`` output, by unit Id."""
+    units: dict[str, dict[str, str]] = {}
+    for block in str(text).split("\n\n"):
+        props = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
+        if props.get("Id"):
+            units[props["Id"]] = props
+    return units
+
+
+def flux_rows(text: str) -> list[dict[str, str]]:
+    """The rows of an InfluxDB /api/v2/query CSV answer (annotations off), every table."""
+    rows: list[dict[str, str]] = []
+    for block in str(text).replace("\r\n", "\n").split("\n\n"):
+        if block.strip():
+            for row in csv.DictReader(io.StringIO(block)):
+                rows.append({k: v for k, v in row.items() if k not in ("", "result", "table")})
+    return rows
+
+
+def buffer_stats(text: str) -> dict[str, Any]:
+    """``wattkeeper buffer stats`` output as numbers: pending, dead_lettered, oldest_age (s
+    or None) and the counters."""
+    out: dict[str, Any] = {}
+    for line in str(text).splitlines():
+        key, _, rest = line.partition(" ")
+        value = rest.strip().split(" ")[0] if rest.strip() else ""
+        if key == "dead-lettered":
+            key = "dead_lettered"
+        elif key == "oldest" and rest.strip().startswith("age"):
+            key, value = "oldest_age", rest.strip()[3:].strip()
+            out[key] = None if value in ("", "-") else float(value.rstrip("s"))
+            continue
+        if value.lstrip("-").isdigit():
+            out[key] = int(value)
+    return out
 
 
 def _key(k: str) -> str:
@@ -169,4 +460,12 @@ class FilterModule:
             "wattkeeper_bucket_plan": bucket_plan,
             "wattkeeper_agent_pairs": agent_pairs,
             "wattkeeper_permissions": permissions,
+            "wattkeeper_flux_rows": flux_rows,
+            "wattkeeper_buffer_stats": buffer_stats,
+            "wattkeeper_systemd_show": systemd_show,
+            "wattkeeper_verify_rows": verify_rows,
+            "wattkeeper_bucket_summary": bucket_summary,
+            "wattkeeper_inventory_problems": inventory_problems,
+            "wattkeeper_verify_bucket": verify_bucket,
+            "wattkeeper_verify_task": verify_task,
         }

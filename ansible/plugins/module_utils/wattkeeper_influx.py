@@ -9,6 +9,7 @@ InfluxDB's error code, never a traceback and never the token.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 from urllib.parse import urlencode
 
@@ -21,6 +22,22 @@ INFLUX_COMMON_ARGS: dict[str, Any] = {
     "validate_certs": {"type": "bool", "default": True},
     "timeout": {"type": "int", "default": 30},
 }
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def retention_seconds(text: str) -> int:
+    """Turn "30d" / "1h30m" / "2592000" / "forever" into seconds (0 = forever)."""
+    t = str(text).strip().lower()
+    if t in ("", "0", "inf", "infinite", "forever", "none"):
+        return 0
+    if t.isdigit():
+        return int(t)
+    parts = re.findall(r"(\d+)([smhdw])", t)
+    if not parts or "".join(n + u for n, u in parts) != t:
+        raise ValueError(f"retention: {text!r} is not a duration such as 30d, 90d or 1h")
+    return sum(int(n) * _UNITS[u] for n, u in parts)
 
 
 class InfluxError(Exception):
@@ -85,7 +102,9 @@ class Influx:
             except ValueError:
                 detail = f" {info.get('msg', '')}"
             if status == -1:
-                raise InfluxError(f"{method} {self.base}{path}: cannot connect: {info.get('msg')}", status)
+                raise InfluxError(
+                    f"{method} {self.base}{path}: cannot connect: {info.get('msg')}", status
+                )
             raise InfluxError(f"{method} {path}: HTTP {status}{detail}", status)
         if not content:
             return None
@@ -100,13 +119,18 @@ class Influx:
             orgs = self.call("GET", "/api/v2/orgs", query={"org": name}, expect=(200, 404))
             found = [o for o in (orgs or {}).get("orgs", []) if o.get("name") == name]
             if not found:
-                raise InfluxError(f"organization {name!r} does not exist (or the token cannot see it)")
+                raise InfluxError(
+                    f"organization {name!r} does not exist (or the token cannot see it)"
+                )
             self._org_id = found[0]["id"]
         return self._org_id
 
     def find_bucket(self, name: str) -> dict[str, Any] | None:
         res = self.call(
-            "GET", "/api/v2/buckets", query={"name": name, "orgID": self.org_id()}, expect=(200, 404)
+            "GET",
+            "/api/v2/buckets",
+            query={"name": name, "orgID": self.org_id()},
+            expect=(200, 404),
         )
         for b in (res or {}).get("buckets", []):
             if b.get("name") == name:
@@ -118,7 +142,9 @@ class Influx:
         return list((res or {}).get("buckets", []))
 
     def find_task(self, name: str) -> dict[str, Any] | None:
-        res = self.call("GET", "/api/v2/tasks", query={"name": name, "orgID": self.org_id(), "limit": 500})
+        res = self.call(
+            "GET", "/api/v2/tasks", query={"name": name, "orgID": self.org_id(), "limit": 500}
+        )
         for t in (res or {}).get("tasks", []):
             if t.get("name") == name:
                 return dict(t)

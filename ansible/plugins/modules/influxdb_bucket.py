@@ -68,25 +68,14 @@ bucket:
   returned: when present
 """
 
-import re
-
-from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.wattkeeper_influx import INFLUX_COMMON_ARGS, Influx, InfluxError, fail
-
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def retention_seconds(text: str) -> int:
-    """Turn "30d" / "1h30m" / "2592000" / "forever" into seconds (0 = forever)."""
-    t = str(text).strip().lower()
-    if t in ("", "0", "inf", "infinite", "forever", "none"):
-        return 0
-    if t.isdigit():
-        return int(t)
-    parts = re.findall(r"(\d+)([smhdw])", t)
-    if not parts or "".join(n + u for n, u in parts) != t:
-        raise ValueError(f"retention: {text!r} is not a duration such as 30d, 90d or 1h")
-    return sum(int(n) * _UNITS[u] for n, u in parts)
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible.module_utils.wattkeeper_influx import (  # noqa: E402
+    INFLUX_COMMON_ARGS,
+    Influx,
+    InfluxError,
+    fail,
+    retention_seconds,
+)
 
 
 def main() -> None:
@@ -113,9 +102,7 @@ def main() -> None:
                 module.exit_json(changed=False)
             if not module.check_mode:
                 api.call("DELETE", f"/api/v2/buckets/{current['id']}")
-            module.exit_json(
-                changed=True, diff={"before": {"name": p["name"]}, "after": {}}
-            )
+            module.exit_json(changed=True, diff={"before": {"name": p["name"]}, "after": {}})
         want = {"name": p["name"], "retention_seconds": seconds, "description": p["description"]}
         if current is None:
             if module.check_mode:

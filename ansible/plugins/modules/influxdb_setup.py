@@ -77,8 +77,8 @@ org_id:
   returned: when onboarded
 """
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.wattkeeper_influx import Influx, InfluxError, fail
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible.module_utils.wattkeeper_influx import Influx, InfluxError, fail  # noqa: E402
 
 
 def main() -> None:

@@ -72,8 +72,8 @@ task:
   returned: when present and not in check mode
 """
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.wattkeeper_influx import INFLUX_COMMON_ARGS, Influx, InfluxError, fail
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible.module_utils.wattkeeper_influx import INFLUX_COMMON_ARGS, Influx, InfluxError, fail  # noqa: E402
 
 
 def _summary(t: dict) -> dict:
@@ -116,7 +116,9 @@ def main() -> None:
                 "description": p["description"],
             }
             created = api.call("POST", "/api/v2/tasks", body)
-            module.exit_json(changed=True, task=_summary(created), diff={"before": "", "after": flux})
+            module.exit_json(
+                changed=True, task=_summary(created), diff={"before": "", "after": flux}
+            )
         have_flux = (current.get("flux") or "").strip() + "\n"
         same = (
             have_flux == flux
@@ -128,10 +130,14 @@ def main() -> None:
         before = f"# status: {current.get('status')}\n{have_flux}"
         after = f"# status: {p['status']}\n{flux}"
         if module.check_mode:
-            module.exit_json(changed=True, task=_summary(current), diff={"before": before, "after": after})
+            module.exit_json(
+                changed=True, task=_summary(current), diff={"before": before, "after": after}
+            )
         body = {"flux": flux, "status": p["status"], "description": p["description"]}
         updated = api.call("PATCH", f"/api/v2/tasks/{current['id']}", body)
-        module.exit_json(changed=True, task=_summary(updated), diff={"before": before, "after": after})
+        module.exit_json(
+            changed=True, task=_summary(updated), diff={"before": before, "after": after}
+        )
     except InfluxError as exc:
         fail(module, exc)
 

@@ -24,8 +24,8 @@ options:
     required: true
   permissions:
     description:
-      - List of C({action: read|write, bucket: NAME}) for one bucket, or
-        C({action: read|write, type: buckets|tasks|orgs|...}) for a whole resource type.
+      - "List of C({action: read|write, bucket: NAME}) for one bucket, or
+        C({action: read|write, type: buckets|tasks|orgs|...}) for a whole resource type."
     type: list
     elements: dict
     default: []
@@ -88,8 +88,8 @@ created:
   returned: always
 """
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.wattkeeper_influx import INFLUX_COMMON_ARGS, Influx, InfluxError, fail
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible.module_utils.wattkeeper_influx import INFLUX_COMMON_ARGS, Influx, InfluxError, fail  # noqa: E402
 
 
 def _readable(value: object) -> bool:
@@ -127,7 +127,11 @@ def _key(perms: list[dict]) -> list[tuple]:
 def _show(perms: list[dict]) -> list[str]:
     return sorted(
         f"{p['action']} {p['resource'].get('type')}"
-        + (f"/{p['resource'].get('name') or p['resource'].get('id')}" if p["resource"].get("id") else "")
+        + (
+            f"/{p['resource'].get('name') or p['resource'].get('id')}"
+            if p["resource"].get("id")
+            else ""
+        )
         for p in perms
     )
 
@@ -180,7 +184,12 @@ def main() -> None:
         body = {"orgID": api.org_id(), "description": p["description"], "permissions": want}
         created = api.call("POST", "/api/v2/authorizations", body)
         module.exit_json(
-            changed=True, created=True, reason=reason, id=created["id"], token=created["token"], diff=diff
+            changed=True,
+            created=True,
+            reason=reason,
+            id=created["id"],
+            token=created["token"],
+            diff=diff,
         )
     except InfluxError as exc:
         fail(module, exc)

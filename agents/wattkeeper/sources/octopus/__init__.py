@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from wattkeeper.downsample import Rollup
 from wattkeeper.source import SourcePlugin
 
 from .config import OctopusSection
@@ -14,4 +15,19 @@ PLUGIN = SourcePlugin(
     factory=make_source,
     add_commands=add_commands,
     description="Octopus Home Mini telemetry (Kraken GraphQL), within the API's call budget",
+    # How the InfluxDB role's tasks downsample the wattkeeper schema: the cumulative
+    # registers keep their last value, deltas and costs add up, the demand is averaged.
+    rollups=(
+        Rollup(
+            "octopus",
+            {
+                "demand_w": "mean",
+                "consumption_wh": "last",
+                "export_wh": "last",
+                "consumption_delta_wh": "sum",
+                "cost_delta_pence": "sum",
+                "cost_delta_with_tax_pence": "sum",
+            },
+        ),
+    ),
 )

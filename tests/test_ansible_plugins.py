@@ -1,0 +1,281 @@
+"""The Ansible side's Python (filters, argument specs) against the agent's own config code:
+what the role renders must load in the agent, what the role checks early must match what the
+agent would refuse, and the argument specs must name every key the agent knows."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import os
+import sys
+import tomllib
+import typing
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from wattkeeper.config import ConfigError, _Duration, load_config
+from wattkeeper.registry import load_plugin, source_names
+
+ROOT = Path(__file__).resolve().parents[1]
+SOURCES = [s for s in ("octopus", "wattivahti", "pulse", "luxtronik") if s in source_names()]
+# Keys the role writes itself (secret files), never taken from the inventory.
+ROLE_SET = {"api_key_file", "refresh_token_file"}
+
+
+def _load_filters() -> Any:
+    spec = importlib.util.spec_from_file_location(
+        "wattkeeper_filters", ROOT / "ansible" / "plugins" / "filter" / "wattkeeper.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["wattkeeper_filters"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+F = _load_filters()
+DEFS = yaml.safe_load((ROOT / "roles" / "wattkeeper_common" / "defaults" / "main.yml").read_text())[
+    "wattkeeper_source_defs"
+]
+SPECS = yaml.safe_load((ROOT / "roles" / "wattkeeper" / "meta" / "argument_specs.yml").read_text())[
+    "argument_specs"
+]["main"]["options"]
+
+GOOD: dict[str, dict[str, Any]] = {
+    "octopus": {"account_number": "A-1234ABCD", "calls_per_hour": 50},
+    "wattivahti": {"metering_point": "1234567", "initial_days": 2, "overlap": "2h"},
+    "pulse": {
+        "channels": [
+            {"name": "import", "pin": 20, "pulses_per_kwh": 1000},
+            {"name": "export", "pin": 26, "pulses_per_kwh": 800, "debounce": "10ms"},
+        ],
+        "backend": "gpiod",
+    },
+    "luxtronik": {"host": "192.0.2.10", "interval": "30s", "report_time": "06:30"},
+}
+SECRETS = {
+    "wattkeeper_octopus_api_key": "sk_live_0123456789abcdef0123",
+    "wattkeeper_wattivahti_refresh_token": "x" * 40,
+}
+
+
+def _sections(source: str, settings: dict[str, Any], tmp_path: Path) -> dict[str, Any]:
+    """What roles/wattkeeper/tasks/source.yml renders, with secret files under tmp_path."""
+    token = tmp_path / f"{source}.token"
+    token.write_text("an-agent-token-0123456789\n")
+    token.chmod(0o600)
+    secret_paths = {}
+    for s in DEFS[source].get("secrets", []):
+        path = tmp_path / Path(s["path"]).name
+        path.write_text(SECRETS[s["var"]] + "\n")
+        path.chmod(0o600)
+        secret_paths[s["key"]] = str(path)
+    return {
+        "agent": {"log_level": "info", "metrics_interval": "10s"},
+        "influxdb": {
+            "url": "http://192.0.2.1:8086",
+            "org": "home",
+            "bucket": f"{source}_raw",
+            "token_file": str(token),
+        },
+        "buffer": {"path": str(tmp_path / "buffer.sqlite")},
+        "alerts": {},
+        source: {**settings, **secret_paths},
+    }
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_rendered_config_loads_in_the_agent(source: str, tmp_path: Path) -> None:
+    text = F.to_toml(_sections(source, GOOD[source], tmp_path))
+    path = tmp_path / f"{source}.toml"
+    path.write_text(text)
+    tomllib.loads(text)
+    plugin = load_plugin(source)
+    cfg = load_config(path, source, plugin.config_class, set(source_names()))
+    assert cfg.influxdb.bucket == f"{source}_raw"
+    assert F.inventory_problems([source], {source: GOOD[source]}, SECRETS, DEFS) == []
+
+
+@pytest.mark.parametrize("source", [s for s in SOURCES if "simulate" in DEFS[s]])
+def test_simulated_config_loads_in_the_agent(source: str, tmp_path: Path) -> None:
+    settings = {**GOOD[source], **DEFS[source]["simulate"]["config"]}
+    path = tmp_path / f"{source}.toml"
+    path.write_text(F.to_toml(_sections(source, settings, tmp_path)))
+    load_config(path, source, load_plugin(source).config_class, set(source_names()))
+
+
+BAD = [
+    ("octopus", {}, {}, "wattkeeper_octopus.account_number is missing"),
+    ("octopus", {"account_number": "12345"}, SECRETS, "'12345' is not like A-1234ABCD"),
+    ("octopus", {"account_number": "A-1234ABCD"}, {}, "wattkeeper_octopus_api_key is not set"),
+    ("wattivahti", {}, SECRETS, "wattkeeper_wattivahti.metering_point is missing"),
+    ("wattivahti", {"metering_point": "12 34"}, SECRETS, "is not a metering point code"),
+    ("pulse", {}, {}, "wattkeeper_pulse.channels is missing"),
+    (
+        "pulse",
+        {"channels": [{"name": "import", "pin": 99, "pulses_per_kwh": 1000}]},
+        {},
+        "channels[0].pin: 99 is not a GPIO line",
+    ),
+    (
+        "pulse",
+        {"channels": [{"name": "import", "pin": "20", "pulses_per_kwh": 1000}]},
+        {},
+        "channels[0].pin: '20'",
+    ),
+    (
+        "pulse",
+        {
+            "channels": [
+                {"name": "a", "pin": 20, "pulses_per_kwh": 1},
+                {"name": "b", "pin": 20, "pulses_per_kwh": 1},
+            ]
+        },
+        {},
+        "channels[1].pin: pin 20 is used by two channels",
+    ),
+    (
+        "pulse",
+        {"channels": [{"name": "a", "pin": 20, "pulses_per_kwh": 0}]},
+        {},
+        "pulses_per_kwh: 0 must be a positive",
+    ),
+    (
+        "luxtronik",
+        {"host": "192.0.2.10", "interval": "30 s"},
+        {},
+        "wattkeeper_luxtronik.interval: '30 s' is not a duration",
+    ),
+    ("luxtronik", {}, {}, "wattkeeper_luxtronik.host is missing"),
+]
+
+
+@pytest.mark.parametrize(("source", "settings", "secrets", "message"), BAD)
+def test_bad_inventory_named_before_anything_is_installed(
+    source: str, settings: dict[str, Any], secrets: dict[str, str], message: str
+) -> None:
+    problems = F.inventory_problems([source], {source: settings}, secrets, DEFS)
+    assert any(message in p for p in problems), problems
+
+
+# A missing Vault secret and the Pi's pin range are the role's own knowledge: the agent
+# sees a secret file, and any pin number a chip may have.
+AGENT_REFUSES_TOO = [
+    case for case in BAD if "is not set" not in case[3] and "pin: 99" not in case[3]
+]
+
+
+@pytest.mark.parametrize(("source", "settings", "secrets", "message"), AGENT_REFUSES_TOO)
+def test_what_the_role_refuses_the_agent_refuses_too(
+    source: str, settings: dict[str, Any], secrets: dict[str, str], message: str, tmp_path: Path
+) -> None:
+    """The early checks are no stricter than the agent (a bad inventory would exit 78)."""
+    path = tmp_path / f"{source}.toml"
+    path.write_text(F.to_toml(_sections(source, settings, tmp_path)))
+    with pytest.raises(ConfigError):
+        load_config(path, source, load_plugin(source).config_class, set(source_names()))
+
+
+def test_simulation_needs_no_secrets_from_the_inventory() -> None:
+    sources = [s for s in SOURCES if "simulate" in DEFS[s]]
+    settings = {s: {k: v for k, v in GOOD[s].items()} for s in sources}
+    assert F.inventory_problems(sources, settings, {}, DEFS, True) == []
+
+
+def _dataclass_fields(cls: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls, include_extras=True)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls) if f.init}
+
+
+def _all_config_classes() -> list[type]:
+    from wattkeeper.config import SHARED_SECTIONS
+
+    classes = list(SHARED_SECTIONS.values())
+    for s in SOURCES:
+        cls = load_plugin(s).config_class
+        classes.append(cls)
+        for tp in _dataclass_fields(cls).values():
+            for arg in typing.get_args(tp):
+                if dataclasses.is_dataclass(arg):
+                    classes.append(arg)  # type: ignore[arg-type]
+    return classes
+
+
+def test_duration_keys_match_the_agent() -> None:
+    found = set()
+    for cls in _all_config_classes():
+        for name, tp in _dataclass_fields(cls).items():
+            if typing.get_origin(tp) is typing.Annotated and typing.get_args(tp)[1] is _Duration:
+                found.add(name)
+    assert found == set(F.DURATION_KEYS)
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_argument_specs_name_every_key_of_the_source(source: str) -> None:
+    cls = load_plugin(source).config_class
+    keys = set(_dataclass_fields(cls)) - ROLE_SET
+    spec = SPECS[f"wattkeeper_{source}"]["options"]
+    role_keys = {"on_calendar", "randomized_delay"} if source == "wattivahti" else set()
+    assert set(spec) == keys | role_keys
+
+
+def test_every_default_is_in_the_argument_specs() -> None:
+    for role in ("wattkeeper", "influxdb"):
+        defaults = yaml.safe_load((ROOT / "roles" / role / "defaults" / "main.yml").read_text())
+        options = yaml.safe_load(
+            (ROOT / "roles" / role / "meta" / "argument_specs.yml").read_text()
+        )["argument_specs"]["main"]["options"]
+        missing = {k for k in defaults if not k.startswith("_")} - set(options)
+        assert not missing, f"{role}: {sorted(missing)}"
+
+
+def test_every_default_has_a_comment() -> None:
+    for role in ("wattkeeper", "influxdb", "wattkeeper_common"):
+        lines = (ROOT / "roles" / role / "defaults" / "main.yml").read_text().splitlines()
+        for i, line in enumerate(lines):
+            if line and not line[0].isspace() and not line.startswith(("#", "---")) and ":" in line:
+                above = lines[i - 1] if i else ""
+                assert above.startswith("#"), (
+                    f"roles/{role}/defaults/main.yml: {line.split(':')[0]} has no comment"
+                )
+
+
+@pytest.mark.parametrize("source", [s for s in SOURCES if load_plugin(s).rollups])
+def test_task_flux_for_every_tier(source: str) -> None:
+    for every in ("1m", "5m", "1h"):
+        flux = F.task_flux(source, every, f"{source}_raw", f"{source}_{every}", "home")
+        assert f'to(bucket: "{source}_{every}"' in flux and f"every: {every}" in flux
+
+
+def test_landed_sources_skip_missing_modules() -> None:
+    assert F.landed_sources(["pulse", "nosuchsource"]) == ["pulse"]
+    simulated = F.landed_sources(["pulse", "luxtronik", "octopus"], True)
+    assert {"pulse", "luxtronik"} <= set(simulated)
+    octopus_sim = (ROOT / "agents/wattkeeper/simulate/octopus").exists() or (
+        ROOT / "agents/wattkeeper/simulate/octopus.py"
+    ).exists()
+    assert ("octopus" in simulated) == octopus_sim
+
+
+def test_buffer_stats_parse() -> None:
+    out = (
+        "buffer  /x\npending         3 points (120 bytes)\ndead-lettered   1 points\n"
+        "oldest age      42s\npoints_written  10\n"
+    )
+    assert F.buffer_stats(out) == {
+        "pending": 3,
+        "dead_lettered": 1,
+        "oldest_age": 42.0,
+        "points_written": 10,
+    }
+    assert F.buffer_stats("oldest age      -\n")["oldest_age"] is None
+
+
+def test_no_secret_reaches_the_toml_through_a_typo() -> None:
+    # null values are refused loudly rather than written as an empty string
+    with pytest.raises(Exception, match="null has no TOML form"):
+        F.to_toml({"agent": {"log_level": [None]}})
+    assert os.sep  # keep the import used on every platform
