@@ -364,8 +364,9 @@ def bench_provisioning() -> None:
         print("    not measured: bench/provisioning.py does not exist yet")
         PENDING.append(
             "Provisioning (Molecule first converge and idempotent re-run) is not measured "
-            "yet: `make bench` calls `run(record)` in bench/provisioning.py once the "
-            "Ansible work provides it."
+            "by `make bench` yet: it calls `run(record)` in bench/provisioning.py once the "
+            "Ansible work provides one. Until then, the times measured by hand are in "
+            "docs/testing-ansible.md."
         )
         return
     provisioning.run(record)
