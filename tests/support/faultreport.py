@@ -133,6 +133,39 @@ def _read_rows(path: Path) -> list[list[str]]:
     return rows
 
 
+SOURCES = ("tiny (test source)", "pulse", "luxtronik", "wattivahti", "octopus")
+# The cases in the order the page describes them (a case's name starts with one of these).
+CASES = (
+    "InfluxDB killed",
+    "network to InfluxDB",
+    "agents SIGKILLed",
+    "buffer disk full",
+    "corrupt buffer",
+    "clock jumps",
+)
+
+
+def _ordered(rows: list[list[str]]) -> list[list[str]]:
+    def rank(value: str, order: tuple[str, ...]) -> int:
+        return next((i for i, o in enumerate(order) if value.startswith(o)), len(order))
+
+    return sorted(rows, key=lambda r: (rank(r[0], CASES), r[0], rank(r[1], SOURCES), r[1]))
+
+
+def write(rows: list[list[str]]) -> None:
+    machine = f"{os.cpu_count()} cores, {platform.system()} {platform.release()}"
+    out = [
+        INTRO,
+        f"Machine of the last run: {machine}, Python {platform.python_version()}.",
+        "",
+        "| " + " | ".join(COLUMNS) + " |",
+        "|" + "|".join("---:" if c in COLUMNS[2:6] else "---" for c in COLUMNS) + "|",
+    ]
+    out += ["| " + " | ".join(row) + " |" for row in _ordered(rows)]
+    DOC.parent.mkdir(parents=True, exist_ok=True)
+    DOC.write_text("\n".join(out) + "\n")
+
+
 def record(fig: Figures, *, seconds: float, suite: str) -> None:
     """Print the case's line and put its row into docs/faults.md (replacing the last run)."""
     print("\n" + fig.line(), flush=True)
@@ -144,14 +177,8 @@ def record(fig: Figures, *, seconds: float, suite: str) -> None:
             break
     else:
         rows.append(new)
-    machine = f"{os.cpu_count()} cores, {platform.system()} {platform.release()}"
-    out = [
-        INTRO,
-        f"Machine of the last run: {machine}, Python {platform.python_version()}.",
-        "",
-        "| " + " | ".join(COLUMNS) + " |",
-        "|" + "|".join("---:" if c in COLUMNS[2:6] else "---" for c in COLUMNS) + "|",
-    ]
-    out += ["| " + " | ".join(row) + " |" for row in rows]
-    DOC.parent.mkdir(parents=True, exist_ok=True)
-    DOC.write_text("\n".join(out) + "\n")
+    write(rows)
+
+
+if __name__ == "__main__":  # rewrite the page around the rows it holds (after a text change)
+    write(_read_rows(DOC))
