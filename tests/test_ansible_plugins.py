@@ -279,3 +279,71 @@ def test_no_secret_reaches_the_toml_through_a_typo() -> None:
     with pytest.raises(Exception, match="null has no TOML form"):
         F.to_toml({"agent": {"log_level": [None]}})
     assert os.sep  # keep the import used on every platform
+
+
+MODULES = sorted(p.stem for p in (ROOT / "ansible" / "plugins" / "modules").glob("*.py"))
+
+
+class _SpecSeen(Exception):
+    """Raised by the stand-in AnsibleModule once it has the module's argument spec."""
+
+
+def _argument_spec(name: str) -> dict[str, Any]:
+    """The argument spec a module hands to AnsibleModule, without running the module."""
+    import ansible.module_utils as module_utils
+
+    utils_path = ROOT / "ansible" / "plugins" / "module_utils" / "wattkeeper_influx.py"
+    utils_spec = importlib.util.spec_from_file_location(
+        "ansible.module_utils.wattkeeper_influx", utils_path
+    )
+    assert utils_spec is not None and utils_spec.loader is not None
+    utils = importlib.util.module_from_spec(utils_spec)
+    sys.modules[utils_spec.name] = utils
+    utils_spec.loader.exec_module(utils)
+    module_utils.wattkeeper_influx = utils  # type: ignore[attr-defined]
+    spec = importlib.util.spec_from_file_location(
+        f"wattkeeper_module_{name}", ROOT / "ansible" / "plugins" / "modules" / f"{name}.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    seen: dict[str, Any] = {}
+
+    def stand_in(argument_spec: dict[str, Any], **_: Any) -> None:
+        seen.update(argument_spec)
+        raise _SpecSeen
+
+    module.AnsibleModule = stand_in
+    with pytest.raises(_SpecSeen):
+        module.main()
+    return seen
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_module_documents_exactly_its_arguments(name: str) -> None:
+    # ansible-doc resolves the shared doc fragment the way ansible-playbook does, so a
+    # broken DOCUMENTATION block or fragment fails here and not in a user's ansible-doc.
+    import json
+    import subprocess
+
+    out = subprocess.run(
+        [str(Path(sys.executable).parent / "ansible-doc"), "--json", name],
+        env={**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg")},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode == 0 and not out.stderr.strip(), out.stderr
+    doc = json.loads(out.stdout)[name]["doc"]
+    texts = [doc["description"], *(o["description"] for o in doc["options"].values())]
+    for text in texts:  # an unquoted "{...}" in YAML turns a sentence into a mapping
+        assert all(isinstance(t, str) for t in (text if isinstance(text, list) else [text]))
+    spec = _argument_spec(name)
+    assert set(doc["options"]) == set(spec)
+    for option, arg in spec.items():
+        documented = doc["options"][option]
+        assert documented.get("type", "str") == arg.get("type", "str"), option
+        assert bool(documented.get("required")) == bool(arg.get("required")), option
+        if "default" in arg:
+            assert documented.get("default") == arg["default"], option

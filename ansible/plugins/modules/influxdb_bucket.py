@@ -30,26 +30,12 @@ options:
     type: str
     choices: [present, absent]
     default: present
-  url:
-    description: Base URL of the InfluxDB HTTP API.
-    type: str
-    default: http://127.0.0.1:8086
   token:
     description: Operator (all-access) token.
     type: str
     required: true
-  org:
-    description: Organization name.
-    type: str
-    default: home
-  validate_certs:
-    description: Verify TLS certificates.
-    type: bool
-    default: true
-  timeout:
-    description: HTTP timeout in seconds.
-    type: int
-    default: 30
+extends_documentation_fragment:
+  - wattkeeper_influx
 author: wattkeeper contributors
 """
 

@@ -14,10 +14,6 @@ description:
     file with mode 0600). An already onboarded server is left alone (changed=false).
   - Check mode reports whether onboarding would happen.
 options:
-  url:
-    description: Base URL of the InfluxDB HTTP API.
-    type: str
-    default: http://127.0.0.1:8086
   org:
     description: Initial organization name.
     type: str
@@ -41,14 +37,8 @@ options:
   token:
     description: Operator token to set instead of a generated one (optional).
     type: str
-  validate_certs:
-    description: Verify TLS certificates.
-    type: bool
-    default: true
-  timeout:
-    description: HTTP timeout in seconds.
-    type: int
-    default: 30
+extends_documentation_fragment:
+  - wattkeeper_influx
 author: wattkeeper contributors
 """
 

@@ -11,7 +11,7 @@ description:
   - Finds the task by name in the organization. A missing task is created; a task whose
     Flux, status or description differs is updated in place (C(PATCH), same task ID, run
     history kept); I(state=absent) deletes it. Supports check mode and diff (the Flux).
-  - The task name must match C(option task = {name: ...}) in the Flux.
+  - "The task name must match C(option task = {name: ...}) in the Flux."
 options:
   name:
     description: Task name.
@@ -34,26 +34,12 @@ options:
     type: str
     choices: [present, absent]
     default: present
-  url:
-    description: Base URL of the InfluxDB HTTP API.
-    type: str
-    default: http://127.0.0.1:8086
   token:
     description: Operator token.
     type: str
     required: true
-  org:
-    description: Organization name.
-    type: str
-    default: home
-  validate_certs:
-    description: Verify TLS certificates.
-    type: bool
-    default: true
-  timeout:
-    description: HTTP timeout in seconds.
-    type: int
-    default: 30
+extends_documentation_fragment:
+  - wattkeeper_influx
 author: wattkeeper contributors
 """
 
@@ -67,7 +53,7 @@ EXAMPLES = r"""
 
 RETURN = r"""
 task:
-  description: ID, name, status and every of the task.
+  description: ID, name, status and Flux of the task.
   type: dict
   returned: when present and not in check mode
 """
