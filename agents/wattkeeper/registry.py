@@ -21,11 +21,20 @@ class UnknownSource(Exception):
 
 
 def source_names() -> list[str]:
-    return sorted(m.name for m in pkgutil.iter_modules(wattkeeper.sources.__path__))
+    # A leading underscore marks a helper module shared by plugins, not a plugin.
+    return sorted(
+        m.name
+        for m in pkgutil.iter_modules(wattkeeper.sources.__path__)
+        if not m.name.startswith("_")
+    )
 
 
 def simulator_names() -> list[str]:
-    return sorted(m.name for m in pkgutil.iter_modules(wattkeeper.simulate.__path__))
+    return sorted(
+        m.name
+        for m in pkgutil.iter_modules(wattkeeper.simulate.__path__)
+        if not m.name.startswith("_")
+    )
 
 
 def load_plugin(name: str) -> SourcePlugin:

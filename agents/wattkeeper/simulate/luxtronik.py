@@ -30,7 +30,6 @@ import argparse
 import logging
 import math
 import random
-import signal
 import socket
 import socketserver
 import struct
@@ -39,7 +38,8 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType
+
+from wattkeeper.simulate._serving import listen_address, serve_until_signalled
 
 log = logging.getLogger("wattkeeper.simulate.luxtronik")
 
@@ -338,13 +338,6 @@ class Server(socketserver.TCPServer):
                 fh.write(f"{answered[CMD_CALCULATIONS]},{time.time():.3f}\n")
 
 
-def _listen(text: str) -> tuple[str, int]:
-    host, _, port = text.rpartition(":")
-    if not host or not port.isdigit():
-        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT")
-    return host, int(port)
-
-
 def _when(text: str) -> float:
     try:
         t = datetime.fromisoformat(text)
@@ -354,7 +347,7 @@ def _when(text: str) -> float:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--listen", type=_listen, required=True, metavar="HOST:PORT")
+    parser.add_argument("--listen", type=listen_address, required=True, metavar="HOST:PORT")
     for name, n in DEFAULT_COUNTS.items():
         parser.add_argument(
             f"--{name}",
@@ -403,11 +396,6 @@ def serve(args: argparse.Namespace) -> int:
     faults = Faults(args.fault, args.fault_every, args.slow_seconds, args.short_count)
     server = Server(args.listen, pump, faults, args.truth)
 
-    def stop(signum: int, _frame: FrameType | None) -> None:
-        threading.Thread(target=server.shutdown, daemon=True).start()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
     host, port = server.server_address[:2]
     log.info(
         "Luxtronik simulator on %s:%s: %s, %d parameters, %d calculations, %d visibilities",
@@ -416,8 +404,4 @@ def serve(args: argparse.Namespace) -> int:
         pump.firmware,
         *counts.values(),
     )
-    try:
-        server.serve_forever(poll_interval=0.2)
-    finally:
-        server.server_close()
-    return 0
+    return serve_until_signalled(server)

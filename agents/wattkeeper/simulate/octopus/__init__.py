@@ -24,11 +24,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
-import threading
-from types import FrameType
 
-from wattkeeper.config import parse_duration
+from wattkeeper.simulate._serving import (
+    duration,
+    listen_address,
+    serve_until_signalled,
+    signed_duration,
+)
 
 from .kraken import DEFAULT_API_KEY, FAULT_OPS, Clock, Fault, Kraken, Options, parse_when
 from .server import GRAPHQL_PATH, KrakenServer
@@ -36,21 +38,6 @@ from .server import GRAPHQL_PATH, KrakenServer
 log = logging.getLogger("wattkeeper.simulate.octopus")
 
 __all__ = ["add_arguments", "serve"]
-
-
-def _listen(text: str) -> tuple[str, int]:
-    host, _, port = text.rpartition(":")
-    if not host or not port.isdigit():
-        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT")
-    return host, int(port)
-
-
-def _duration(text: str) -> float:
-    sign = -1.0 if text.startswith("-") else 1.0
-    try:
-        return sign * parse_duration(text.lstrip("+-"))
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _fault(text: str) -> list[Fault]:
@@ -65,7 +52,7 @@ def _fault(text: str) -> list[Fault]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--listen", type=_listen, required=True, metavar="HOST:PORT")
+    parser.add_argument("--listen", type=listen_address, required=True, metavar="HOST:PORT")
     parser.add_argument(
         "--api-key",
         action="append",
@@ -73,29 +60,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="KEY",
         help=f"an API key the server accepts (default: {DEFAULT_API_KEY}); may repeat",
     )
-    parser.add_argument("--token-lifetime", type=_duration, default=3600.0, help="JWT lifetime")
+    parser.add_argument("--token-lifetime", type=duration, default=3600.0, help="JWT lifetime")
     parser.add_argument(
         "--refresh-lifetime",
-        type=_duration,
+        type=duration,
         default=7 * 86400.0,
         help="how long after an API-key login its refresh tokens stop working",
     )
     parser.add_argument(
         "--rate-limit", type=int, default=100, help="calls per --rate-period per API key"
     )
-    parser.add_argument("--rate-period", type=_duration, default=3600.0)
+    parser.add_argument("--rate-period", type=duration, default=3600.0)
     parser.add_argument(
         "--history",
-        type=_duration,
+        type=duration,
         default=7 * 86400.0,
         help="how far back telemetry may start (older: KT-GB-4051)",
     )
     parser.add_argument(
-        "--lag", type=_duration, default=0.0, help="a reading is served this long after its end"
+        "--lag", type=duration, default=0.0, help="a reading is served this long after its end"
     )
     parser.add_argument(
         "--clock-offset",
-        type=_duration,
+        type=signed_duration,
         default=0.0,
         help="the server's clock minus the real one (e.g. 2h, -30s)",
     )
@@ -106,7 +93,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="START/END",
         help="the Home Mini sent nothing in [START, END) (ISO times or -2h-style offsets)",
     )
-    parser.add_argument("--hang", type=_duration, default=30.0, help="length of a 'hang' fault")
+    parser.add_argument("--hang", type=duration, default=30.0, help="length of a 'hang' fault")
     parser.add_argument(
         "--retry-after", type=int, default=30, help="Retry-After of 429 and 503 faults (s)"
     )
@@ -141,11 +128,6 @@ def serve(args: argparse.Namespace) -> int:
     kraken = Kraken(options, clock, [f for group in args.fault for f in group])
     server = KrakenServer(args.listen, kraken)
 
-    def stop(_signum: int, _frame: FrameType | None) -> None:
-        threading.Thread(target=server.shutdown, daemon=True).start()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
     host, port = server.server_address[:2]
     log.info(
         "Kraken simulator on http://%s:%s%s (%d API key(s), token %gs, %d calls per %gs)",
@@ -157,8 +139,4 @@ def serve(args: argparse.Namespace) -> int:
         options.rate_limit,
         options.rate_period,
     )
-    try:
-        server.serve_forever(poll_interval=0.2)
-    finally:
-        server.server_close()
-    return 0
+    return serve_until_signalled(server)

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import argparse
 
+from wattkeeper.simulate._serving import listen_address
 from wattkeeper.simulate.pulse.server import serve
 
 __all__ = ["add_arguments", "serve"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--listen", required=True, metavar="HOST:PORT")
+    parser.add_argument("--listen", type=listen_address, required=True, metavar="HOST:PORT")
     parser.add_argument(
         "--channels",
         default="import:20,export:26,generate:21",

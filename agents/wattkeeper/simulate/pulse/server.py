@@ -12,7 +12,6 @@ import errno
 import heapq
 import json
 import logging
-import signal
 import socket
 import socketserver
 import threading
@@ -22,10 +21,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType
 from typing import IO, Any
 
 from wattkeeper.config import parse_duration
+from wattkeeper.simulate._serving import serve_until_signalled
 from wattkeeper.simulate.pulse.profile import parse_profile, pulse_offsets
 
 log = logging.getLogger("wattkeeper.simulate.pulse")
@@ -249,23 +248,14 @@ def serve(args: argparse.Namespace) -> int:
     except ValueError as exc:
         log.error("%s", exc)
         return 2
-    host, _, port = args.listen.rpartition(":")
     handler = type("BoundHandler", (Handler,), {"settings": settings})
-    server = Server((host.strip("[]"), int(port)), handler)
-
-    def stop(signum: int, _frame: FrameType | None) -> None:
-        settings.stop.set()
-        threading.Thread(target=server.shutdown, daemon=True).start()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    server = Server(args.listen, handler)
     log.info(
         "pulse simulator on %s: %s",
         args.listen,
         ", ".join(f"{c.name}=pin {c.pin} {c.profile_spec}" for c in settings.channels),
     )
-    server.serve_forever(poll_interval=0.2)
-    server.server_close()
+    serve_until_signalled(server, on_stop=settings.stop.set)
     if settings.truth is not None:
         settings.truth.close()
     return 0
