@@ -57,6 +57,24 @@ def test_oneshot_agent_timer_and_last_run(collector: Any, source: str) -> None:
     assert "Result=success" in props and "ExecMainStatus=0" in props, props
 
 
+def test_wattivahti_runs_again_after_the_portal_simulator_restarts(collector: Any) -> None:
+    """A reboot restarts the portal simulator; the agent's rotated token must still work
+    (the simulator keeps its grants in its StateDirectory, as the real portal keeps them)."""
+    if "wattivahti" not in SOURCES:
+        pytest.skip("wattivahti not deployed")
+    assert collector.run("systemctl restart wattkeeper-simulate-wattivahti").rc == 0
+    collector.run(
+        "timeout 20 bash -c 'until (echo >/dev/tcp/127.0.0.1/18082) 2>/dev/null; do sleep 0.2; done'"
+    )
+    run = collector.run("systemctl start wattkeeper-wattivahti.service")
+    props = collector.run(
+        "systemctl show wattkeeper-wattivahti.service -p Result -p ExecMainStatus"
+    ).stdout
+    assert run.rc == 0 and "ExecMainStatus=0" in props, (
+        props + collector.run("journalctl -u wattkeeper-wattivahti -n 20 --no-pager").stdout
+    )
+
+
 def test_luxtronik_report_timer(collector: Any) -> None:
     if "luxtronik" not in SOURCES:
         pytest.skip("luxtronik not deployed")

@@ -11,32 +11,16 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
-import threading
 from datetime import date
-from types import FrameType
+from pathlib import Path
 
-from wattkeeper.config import parse_duration
+from wattkeeper.simulate._serving import duration, listen_address, serve_until_signalled
 from wattkeeper.simulate.wattivahti.data import local_midnight
 from wattkeeper.simulate.wattivahti.server import FAULTS, Portal, PortalServer
 from wattkeeper.simulate.wattivahti.tokens import TokenIssuer
 
 log = logging.getLogger("wattkeeper.simulate.wattivahti")
 DEFAULT_CLIENT_ID = "84ebdb93-9ea6-42c7-bd7d-302abf7556fa"
-
-
-def _listen(text: str) -> tuple[str, int]:
-    host, _, port = text.rpartition(":")
-    if not host or not port.isdigit():
-        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT")
-    return host, int(port)
-
-
-def _duration(text: str) -> float:
-    try:
-        return parse_duration(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _fault(text: str) -> list[str]:
@@ -47,7 +31,7 @@ def _fault(text: str) -> list[str]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--listen", type=_listen, required=True, metavar="HOST:PORT")
+    parser.add_argument("--listen", type=listen_address, required=True, metavar="HOST:PORT")
     parser.add_argument(
         "--initial-refresh-token",
         action="append",
@@ -56,8 +40,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="a refresh token the portal accepts (once; it rotates); may repeat",
     )
     parser.add_argument("--client-id", default=DEFAULT_CLIENT_ID)
-    parser.add_argument("--refresh-token-lifetime", type=_duration, default=14 * 86400.0)
-    parser.add_argument("--access-token-lifetime", type=_duration, default=3600.0)
+    parser.add_argument(
+        "--state",
+        type=Path,
+        metavar="FILE",
+        help="keep issued and spent refresh tokens here, so they survive a restart",
+    )
+    parser.add_argument("--refresh-token-lifetime", type=duration, default=14 * 86400.0)
+    parser.add_argument("--access-token-lifetime", type=duration, default=3600.0)
     parser.add_argument(
         "--quarter-hour-since",
         type=date.fromisoformat,
@@ -66,12 +56,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="local date from which PT15MIN data exists (PT1H only before)",
     )
     parser.add_argument(
-        "--lag", type=_duration, default=0.0, help="data exists up to now minus this"
+        "--lag", type=duration, default=0.0, help="data exists up to now minus this"
     )
     parser.add_argument(
-        "--delay", type=_duration, default=0.0, help="wait before each meterdata2 answer"
+        "--delay", type=duration, default=0.0, help="wait before each meterdata2 answer"
     )
-    parser.add_argument("--hang", type=_duration, default=30.0, help="length of a 'hang' fault")
+    parser.add_argument("--hang", type=duration, default=30.0, help="length of a 'hang' fault")
     parser.add_argument(
         "--fault",
         type=_fault,
@@ -88,6 +78,7 @@ def serve(args: argparse.Namespace) -> int:
         args.refresh_token_lifetime,
         args.access_token_lifetime,
         list(args.initial_refresh_token),
+        args.state,
     )
     portal = Portal(
         issuer,
@@ -99,11 +90,6 @@ def serve(args: argparse.Namespace) -> int:
     )
     server = PortalServer(args.listen, portal)
 
-    def stop(_signum: int, _frame: FrameType | None) -> None:
-        threading.Thread(target=server.shutdown, daemon=True).start()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
     host, port = server.server_address[:2]
     log.info(
         "WattiVahti simulator on http://%s:%s (PT15MIN since %s, %d initial token(s))",
@@ -112,8 +98,4 @@ def serve(args: argparse.Namespace) -> int:
         args.quarter_hour_since,
         len(args.initial_refresh_token),
     )
-    try:
-        server.serve_forever(poll_interval=0.2)
-    finally:
-        server.server_close()
-    return 0
+    return serve_until_signalled(server)

@@ -2,16 +2,21 @@
 
 Like B2C it answers 400 with an OAuth error body; a refresh token is accepted once
 (every refresh returns a new one and spends the old), and expires after its lifetime.
+With a state file the grants outlive a restart, as the real portal's do: the demo's
+simulator restarts with its container while the agent keeps its rotated token.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import json
+import os
 import secrets
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 
@@ -39,20 +44,44 @@ class OAuthError(Exception):
 
 class TokenIssuer:
     def __init__(
-        self, client_id: str, refresh_lifetime: float, access_lifetime: float, initial: list[str]
+        self,
+        client_id: str,
+        refresh_lifetime: float,
+        access_lifetime: float,
+        initial: list[str],
+        state: Path | None = None,
     ) -> None:
         self.client_id = client_id
         self.refresh_lifetime = refresh_lifetime
         self.access_lifetime = access_lifetime
         self.lock = threading.Lock()
+        self.state = state
         now = time.time()
-        self.refresh: dict[str, Grant] = {
-            t: Grant(now + refresh_lifetime, issued=now) for t in initial
-        }
+        self.refresh: dict[str, Grant] = self._load()
+        for t in initial:  # a spent initial token stays spent across restarts
+            self.refresh.setdefault(t, Grant(now + refresh_lifetime, issued=now))
         self.access: dict[str, float] = {}
         self.codes: dict[str, Code] = {}
         self.issued = 0
         self.refused = 0
+
+    def _load(self) -> dict[str, Grant]:
+        if self.state is None or not self.state.exists():
+            return {}
+        doc = json.loads(self.state.read_text(encoding="utf-8"))
+        return {t: Grant(**g) for t, g in doc.get("refresh", {}).items()}
+
+    def _save(self) -> None:
+        """Write the unexpired grants (spent ones too, so they stay refused); atomically."""
+        if self.state is None:
+            return
+        now = time.time()
+        keep = {t: asdict(g) for t, g in self.refresh.items() if g.expires > now}
+        tmp = self.state.with_name(self.state.name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump({"refresh": keep}, fh)
+        tmp.replace(self.state)
 
     def authorize(self, q: dict[str, str]) -> str:
         if q.get("client_id") != self.client_id:
@@ -67,10 +96,12 @@ class TokenIssuer:
     def token(self, form: dict[str, str]) -> dict[str, Any]:
         with self.lock:
             try:
-                return self._token(form)
+                answer = self._token(form)
             except OAuthError:
                 self.refused += 1
                 raise
+            self._save()
+            return answer
 
     def _token(self, form: dict[str, str]) -> dict[str, Any]:
         if form.get("client_id") != self.client_id:
@@ -136,6 +167,7 @@ class TokenIssuer:
         now = time.time()
         with self.lock:
             self.refresh[token] = Grant(now + self.refresh_lifetime, issued=now)
+            self._save()
 
     def valid_refresh_count(self) -> int:
         now = time.time()
