@@ -15,7 +15,6 @@ import signal
 import socket
 import sqlite3
 import struct
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -25,8 +24,10 @@ from typing import Any
 
 import luxtronik
 import pytest
-from conftest import Target, agent_config, run_wattkeeper, spawn_wattkeeper, wattkeeper_cmd
+from conftest import Target, agent_config, run_wattkeeper, spawn_wattkeeper
+from support.agentproc import wait_for
 from support.influxd import free_port
+from support.simproc import SimProcess, simulator_processes, start_simulator
 
 from wattkeeper.sources.luxtronik.diskguard import USAGE_FILE_ENV
 from wattkeeper.sources.luxtronik.reader import field_value
@@ -34,21 +35,7 @@ from wattkeeper.sources.luxtronik.reader import field_value
 FREEZE = "2026-01-15T03:10:00+00:00"  # a cold night, compressor running
 
 
-def wait_for(cond: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
-class Sim:
-    def __init__(self, port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
-        self.port = port
-        self.proc = proc
-        self.log = log
-
+class Sim(SimProcess):
     def fault(self, kind: str, count: int = 1) -> None:
         """Queue a fault for the next ``count`` connections (the simulator's control command)."""
         codes = {"clear": 0, "close": 1, "slow": 2, "short": 3, "stall": 4, "garble": 5}
@@ -87,37 +74,12 @@ def raw_read(port: int) -> dict[str, list[int]]:
 
 @pytest.fixture
 def start_sim(tmp_path: Path) -> Iterator[Callable[..., Sim]]:
-    procs: list[subprocess.Popen[bytes]] = []
+    with simulator_processes("luxtronik", tmp_path) as started:
 
-    def start(*extra: str) -> Sim:
-        port = free_port()
-        log = tmp_path / f"sim-{port}.log"
-        proc = subprocess.Popen(
-            [*wattkeeper_cmd(), "simulate", "luxtronik", "--listen", f"127.0.0.1:{port}", *extra],
-            stdout=log.open("ab"),
-            stderr=subprocess.STDOUT,
-        )
-        procs.append(proc)
+        def start(*extra: str) -> Sim:
+            return Sim(*start_simulator(started, "luxtronik", tmp_path, *extra))
 
-        def listening() -> bool:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                return True
-            except OSError:
-                assert proc.poll() is None, log.read_text()
-                return False
-
-        wait_for(listening, 20, "the simulator to listen")
-        return Sim(port, proc, log)
-
-    yield start
-    for p in procs:
-        p.send_signal(signal.SIGTERM)
-        try:
-            p.wait(10)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
+        yield start
 
 
 def lux_config(tmp_path: Path, target: Target | None, port: int, **keys: Any) -> Path:

@@ -25,7 +25,7 @@ import pytest
 import requests
 from conftest import Target, agent_config, run_wattkeeper, spawn_wattkeeper
 from support.agentproc import wait_for
-from support.simproc import simulator_processes, start_simulator
+from support.simproc import SimProcess, simulator_processes, start_simulator
 
 from wattkeeper.simulate.octopus import household
 from wattkeeper.simulate.octopus.kraken import DEFAULT_API_KEY
@@ -43,16 +43,7 @@ FIELDS = {
 }
 
 
-@dataclass
-class Sim:
-    port: int
-    proc: subprocess.Popen[bytes]
-    log: Path
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
+class Sim(SimProcess):
     @property
     def url(self) -> str:
         return self.base + "/v1/graphql/"

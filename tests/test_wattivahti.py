@@ -7,7 +7,6 @@ point written at the wrong instant (a DST mistake) carries the wrong value and f
 from __future__ import annotations
 
 import signal
-import socket
 import stat
 import subprocess
 import time
@@ -21,7 +20,8 @@ from typing import Any
 import pytest
 import requests
 from conftest import Target, agent_config, run_wattkeeper, spawn_wattkeeper, wattkeeper_cmd
-from support.influxd import free_port
+from support.agentproc import wait_for
+from support.simproc import SimProcess, simulator_processes, start_simulator
 
 from wattkeeper.simulate.wattivahti.data import HELSINKI, hour_kwh, local_midnight, quarter_kwh
 
@@ -32,25 +32,7 @@ MP = "1234567"
 Q = timedelta(minutes=15)
 
 
-def wait_for(cond: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-@dataclass
-class Sim:
-    port: int
-    proc: subprocess.Popen[bytes]
-    log: Path
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
+class Sim(SimProcess):
     @property
     def token_url(self) -> str:
         return self.base + TOKEN_PATH
@@ -80,37 +62,12 @@ class Sim:
 
 def simulators(tmp_path: Path) -> Iterator[Callable[..., Sim]]:
     """Start `wattkeeper simulate wattivahti` processes; stop them all afterwards."""
-    procs: list[subprocess.Popen[bytes]] = []
+    with simulator_processes("wattivahti", tmp_path) as started:
 
-    def start(*extra: str) -> Sim:
-        port = free_port()
-        log = tmp_path / f"sim-{port}.log"
-        proc = subprocess.Popen(
-            [*wattkeeper_cmd(), "simulate", "wattivahti", "--listen", f"127.0.0.1:{port}", *extra],
-            stdout=log.open("ab"),
-            stderr=subprocess.STDOUT,
-        )
-        procs.append(proc)
+        def start(*extra: str) -> Sim:
+            return Sim(*start_simulator(started, "wattivahti", tmp_path, *extra))
 
-        def listening() -> bool:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                return True
-            except OSError:
-                assert proc.poll() is None, log.read_text()
-                return False
-
-        wait_for(listening, 20, "the simulator to listen")
-        return Sim(port, proc, log)
-
-    yield start
-    for p in procs:
-        p.send_signal(signal.SIGTERM)
-        try:
-            p.wait(10)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
+        yield start
 
 
 @pytest.fixture
@@ -410,6 +367,26 @@ def test_token_rotation_is_persisted_and_the_old_token_refused(
     r = run_once(s)
     t3 = s.token_file.read_text().strip()
     assert t2 not in r.stderr and t3 not in r.stderr
+
+
+def test_simulator_with_state_keeps_its_grants_across_a_restart(
+    tmp_path: Path, simulator: Callable[..., Sim]
+) -> None:
+    """The demo's portal restarts with its container while the agent keeps its rotated
+    token: with --state the simulator remembers it (and that the first one is spent)."""
+    state = tmp_path / "portal-tokens.json"
+    args = ("--initial-refresh-token", "rt-initial", "--state", str(state))
+    first = simulator(*args)
+    t1 = first.refresh("rt-initial").json()["refresh_token"]
+    first.proc.send_signal(signal.SIGTERM)
+    assert first.proc.wait(10) == 0
+    assert "rt-initial" in state.read_text() and stat.S_IMODE(state.stat().st_mode) == 0o600
+    again = simulator(*args)
+    spent = again.refresh("rt-initial")
+    assert spent.status_code == 400 and "AADB2C90129" in spent.json()["error_description"]
+    answer = again.refresh(t1)
+    assert answer.status_code == 200, answer.text
+    assert again.refresh(t1).status_code == 400  # rotation goes on as before
 
 
 def test_missing_expired_or_spent_token_exits_78_naming_the_file(

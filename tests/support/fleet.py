@@ -18,7 +18,6 @@ import contextlib
 import itertools
 import os
 import signal
-import socket
 import subprocess
 import time
 import uuid
@@ -32,6 +31,7 @@ from conftest import PLUGINS, Target, agent_config, make_target, wattkeeper_cmd
 from support.agentproc import buffer_rows, buffer_state, wait_for
 from support.faultreport import Figures
 from support.influxd import InfluxServer, free_port
+from support.simproc import wait_listening
 
 Q = timedelta(minutes=15)
 # Every point, also those an agent with its clock a day ahead stamped in the future.
@@ -45,15 +45,7 @@ def _pythonpath() -> str:
 
 
 def _wait_port(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
-    def listening() -> bool:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return True
-        except OSError:
-            assert proc.poll() is None, log.read_text()
-            return False
-
-    wait_for(listening, 30, f"a simulator on port {port}")
+    wait_listening(port, proc, log, 30)
 
 
 def _terminate(proc: subprocess.Popen[bytes] | None, timeout: float = 30) -> int | None:

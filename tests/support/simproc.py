@@ -8,10 +8,24 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from support.agentproc import wait_for
 from support.influxd import free_port
+
+
+@dataclass
+class SimProcess:
+    """A running simulator: its port, process and log (tests add their control calls)."""
+
+    port: int
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
 
 
 @contextmanager
@@ -48,6 +62,12 @@ def start_simulator(
         stderr=subprocess.STDOUT,
     )  # fmt: skip
     started.append((port, proc, log))
+    wait_listening(port, proc, log, 20)
+    return port, proc, log
+
+
+def wait_listening(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
+    """Wait until a server process accepts connections; if it dies first, show its log."""
 
     def listening() -> bool:
         try:
@@ -57,5 +77,4 @@ def start_simulator(
             assert proc.poll() is None, log.read_text()
             return False
 
-    wait_for(listening, 20, f"the {source} simulator to listen")
-    return port, proc, log
+    wait_for(listening, timeout, f"a server on port {port}")
