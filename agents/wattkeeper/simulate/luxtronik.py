@@ -300,7 +300,8 @@ class Handler(socketserver.BaseRequestHandler):
                         time.sleep(self.server.faults.slow_seconds)
                     return
                 sock.sendall(data)
-                answered[cmd] = values[TIMESTAMP] if cmd == CMD_CALCULATIONS else 0
+                if fault != "short":  # a short answer is no reading: clients reject it
+                    answered[cmd] = values[TIMESTAMP] if cmd == CMD_CALCULATIONS else 0
         except OSError as exc:
             log.info("connection ended: %s", exc)
         finally:
