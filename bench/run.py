@@ -12,8 +12,8 @@ Sections (each can be run alone: ``python bench/run.py drain ingest pulse footpr
                  before the first counted loss;
 * footprint    - resident memory and CPU share of each agent at its default interval
                  against its simulator, next to a bare Python interpreter;
-* provisioning - first converge and idempotent re-run of the Molecule scenario: a hook,
-                 bench/provisioning.py (``run(record)``), filled in by the Ansible work.
+* provisioning - first converge and idempotent re-run of the Molecule scenario (two podman
+                 systemd hosts, four simulated sources), stage by stage.
 
 Results are printed as a table and written to docs/benchmarks.md with the machine, the
 load average (the machine may be shared) and the date.
@@ -355,20 +355,10 @@ def bench_pulse(server: InfluxServer, tmp: Path, period: float, step: float) -> 
 
 
 def bench_provisioning() -> None:
-    """Hook for the Molecule figures (first converge, idempotent re-run): bench/provisioning.py
-    with ``run(record)``, written with the Ansible roles. Until it exists, say so."""
+    """The Molecule scenario's first converge and idempotent re-run (bench/provisioning.py)."""
     print("provisioning: Molecule scenario, first converge and idempotent re-run")
-    try:
-        import provisioning  # type: ignore[import-not-found]
-    except ImportError:
-        print("    not measured: bench/provisioning.py does not exist yet")
-        PENDING.append(
-            "Provisioning (Molecule first converge and idempotent re-run) is not measured "
-            "by `make bench` yet: it calls `run(record)` in bench/provisioning.py once the "
-            "Ansible work provides one. Until then, the times measured by hand are in "
-            "docs/testing-ansible.md."
-        )
-        return
+    import provisioning
+
     provisioning.run(record)
 
 
@@ -398,6 +388,11 @@ NOTES = """
   against its simulator, all at the same time, resident memory and CPU share read from
   /proc for the agent's process only. WattiVahti runs from a systemd timer, so its figures
   are one whole sync: the first (7 days back) and a routine hourly one.
+- **provisioning**: the Molecule scenario of `make test-molecule` (two Debian bookworm
+  containers booted with systemd under podman; InfluxDB with the binary method, a
+  collector with the four sources against their simulators, installing from an offline
+  wheelhouse) run stage by stage: the first converge on fresh hosts, then the second
+  converge Molecule checks for idempotence (it fails on any `changed`).
 - The machine may be shared with other work: the load average before and after the run is
   given, and the drain passes alternate so that both sides see the same conditions.
 
@@ -427,7 +422,22 @@ other work, so single runs are noisy): narrow 0.80 -> 0.86 of the limit, wide 0.
 0.94.
 """
 
-PENDING: list[str] = []
+
+def _earlier_rows(path: Path, measured: set[str]) -> tuple[list[str], str]:
+    """Rows of the sections this run did not measure, kept from the report as it stands,
+    and the line saying when they were measured."""
+    if not path.exists():
+        return [], ""
+    text = path.read_text().splitlines()
+    rows = [
+        line
+        for line in text
+        if line.startswith("| ")
+        and not line.startswith("| section")
+        and line.split("|")[1].strip() not in measured
+    ]
+    when = next((line for line in text if line.startswith("Measured by")), "")
+    return rows, when
 
 
 def write_report(path: Path, args: argparse.Namespace) -> None:
@@ -438,10 +448,15 @@ def write_report(path: Path, args: argparse.Namespace) -> None:
             break
     mem = Path("/proc/meminfo").read_text().split()[1]
     minutes, seconds = divmod(round(args.wall), 60)
+    measured = set(args.sections)
+    earlier, earlier_when = ([], "") if measured == set(SECTIONS) else _earlier_rows(path, measured)
+    command = (
+        "make bench" if measured == set(SECTIONS) else f"bench/run.py {' '.join(args.sections)}"
+    )
     lines = [
         "# Benchmarks",
         "",
-        f"Measured by `make bench` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC in "
+        f"Measured by `{command}` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC in "
         f"{minutes} min {seconds:02d} s.",
         "",
         f"Machine: {os.cpu_count()} cores ({cpu}), {int(mem) / 1024**2:.0f} GiB RAM, "
@@ -452,15 +467,22 @@ def write_report(path: Path, args: argparse.Namespace) -> None:
         "| section | measure | value | unit | note |",
         "|---|---|---:|---|---|",
     ]
-    for r in RESULTS:
-        lines.append(f"| {r.section} | {r.name} | {r.value:,.2f} | {r.unit} | {r.note} |")
+    if earlier:
+        kept = sorted({row.split("|")[1].strip() for row in earlier}, key=SECTIONS.index)
+        before = earlier_when.split(". The rows")[0].removeprefix("Measured by ").rstrip(".")
+        lines[2] += f" The rows of {', '.join(kept)} are kept from the run before" + (
+            f" ({before})." if before else "."
+        )
+    rows = earlier + [
+        f"| {r.section} | {r.name} | {r.value:,.2f} | {r.unit} | {r.note} |" for r in RESULTS
+    ]
+    rows.sort(key=lambda row: SECTIONS.index(row.split("|")[1].strip()))  # stable
+    lines += rows
     lines.append("")
-    for text in PENDING:
-        lines += [text, ""]
     lines.append(NOTES.strip())
     path.write_text("\n".join(lines) + "\n")
     print()
-    print("\n".join(lines[6 : 8 + len(RESULTS)]))
+    print("\n".join(lines[6 : 8 + len(rows)]))
 
 
 SECTIONS = ("drain", "ingest", "pulse", "footprint", "provisioning")
