@@ -55,7 +55,14 @@ def run(record: Record) -> None:
         text=True,
         check=True,
     ).stdout.splitlines()[-1]
-    env = {**os.environ, "WATTKEEPER_INFLUXD": influxd, "PY_COLORS": "0", "ANSIBLE_NOCOLOR": "1"}
+    env = {
+        **os.environ,
+        # molecule runs ansible-playbook and ansible-config: the virtualenv's, as make does
+        "PATH": os.pathsep.join((str(MOLECULE.parent), os.environ.get("PATH", ""))),
+        "WATTKEEPER_INFLUXD": influxd,
+        "PY_COLORS": "0",
+        "ANSIBLE_NOCOLOR": "1",
+    }
     _stage("destroy", env)
     try:
         seconds, _ = _stage("create", env)

@@ -63,9 +63,8 @@ def test_wattivahti_runs_again_after_the_portal_simulator_restarts(collector: An
     if "wattivahti" not in SOURCES:
         pytest.skip("wattivahti not deployed")
     assert collector.run("systemctl restart wattkeeper-simulate-wattivahti").rc == 0
-    collector.run(
-        "timeout 20 bash -c 'until (echo >/dev/tcp/127.0.0.1/18082) 2>/dev/null; do sleep 0.2; done'"
-    )
+    wait_port = "until (echo >/dev/tcp/127.0.0.1/18082) 2>/dev/null; do sleep 0.2; done"
+    collector.run(f"timeout 20 bash -c '{wait_port}'")
     run = collector.run("systemctl start wattkeeper-wattivahti.service")
     props = collector.run(
         "systemctl show wattkeeper-wattivahti.service -p Result -p ExecMainStatus"
