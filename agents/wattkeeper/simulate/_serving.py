@@ -33,10 +33,7 @@ def duration(text: str) -> float:
 def signed_duration(text: str) -> float:
     """A duration such as "30s" or "2h"; a leading "-" makes it negative (clock offsets)."""
     sign = -1.0 if text.startswith("-") else 1.0
-    try:
-        return sign * parse_duration(text.lstrip("+-"))
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+    return sign * duration(text.lstrip("+-"))
 
 
 def serve_until_signalled(
