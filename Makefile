@@ -1,17 +1,24 @@
-# wattkeeper: `make demo` runs the appliance, `make test` runs the tests.
+# wattkeeper: `make demo` runs the appliance, `make test` runs the tests, `make image` builds
+# the Raspberry Pi image.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help deps venv influxd image test test-unit test-molecule test-faults lint format demo demo-show demo-clean bench wheel clean
+.PHONY: help deps deps-arm deps-image venv influxd container-image image test test-unit test-molecule test-arm test-image test-faults lint format demo demo-show demo-clean bench wheel clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
 deps: ## install the Debian packages the tests and the demo need (podman, debootstrap)
 	bash scripts/install-deps.sh
+
+deps-arm: ## + qemu-user-static and binfmt_misc, so arm64/armhf code runs here (make test-arm)
+	bash scripts/install-deps.sh arm
+
+deps-image: ## + what make image needs (qemu-system-arm, dosfstools, mtools, parted)
+	bash scripts/install-deps.sh image
 
 $(VENV)/.installed: requirements-dev.txt agents/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,32 +31,45 @@ venv: $(VENV)/.installed ## create the virtualenv with the agent and the dev too
 influxd: ## find or build the InfluxDB 2 used by tests and demo (cached in ~/.cache/wattkeeper)
 	bash scripts/build-influxd.sh
 
-image: ## build (once) the Debian bookworm systemd image the scenario and the demo boot
+container-image: ## build (once) the Debian bookworm systemd image the scenario and the demo boot
 	bash scripts/build-image.sh >/dev/null
+
+image: deps-image venv ## the Raspberry Pi SD-card image (arm64) with the collector: dist/wattkeeper-pi-arm64.img
+	bash scripts/build-pi-image.sh
 
 test: test-unit test-molecule ## every test: pytest (real InfluxDB, simulators), then the Molecule scenario
 
 test-unit: deps venv influxd ## the pytest suite only
 	$(PY) -m pytest tests -m "not faults"
 
-test-molecule: deps venv influxd image ## converge, idempotence, Testinfra verify on two podman systemd hosts
+test-molecule: deps venv influxd container-image ## converge, idempotence, Testinfra verify on two podman systemd hosts
 	WATTKEEPER_INFLUXD=$$(bash scripts/build-influxd.sh | tail -1) $(VENV)/bin/molecule test
+
+test-arm: deps deps-arm venv influxd container-image ## the arm64 and armhf collectors, emulated (Molecule; about N min)
+	bash scripts/build-image.sh arm64 >/dev/null
+	bash scripts/build-image.sh armhf >/dev/null
+	bash scripts/build-arm-wheels.sh >/dev/null
+	export WATTKEEPER_INFLUXD=$$(bash scripts/build-influxd.sh | tail -1); \
+	  nice -n 10 $(VENV)/bin/molecule test -s arm64 && nice -n 10 $(VENV)/bin/molecule test -s armhf
+
+test-image: image influxd ## boot the Pi image under qemu-system-aarch64: first boot, agents against simulators
+	WATTKEEPER_INFLUXD=$$(bash scripts/build-influxd.sh | tail -1) $(PY) -m pytest image/tests -v
 
 test-faults: deps venv influxd ## the long fault cases (10-min network cut, 50 kills); figures in docs/faults.md
 	$(PY) -m pytest tests -m faults -s; status=$$?; sed -n '/^| case/,$$p' docs/faults.md; exit $$status
 
 lint: venv ## ruff, formatting, mypy, yamllint and ansible-lint (production profile)
-	$(VENV)/bin/ruff check agents tests ansible molecule scripts
-	$(VENV)/bin/ruff format --check agents tests ansible molecule scripts
+	$(VENV)/bin/ruff check agents tests ansible molecule scripts image
+	$(VENV)/bin/ruff format --check agents tests ansible molecule scripts image
 	cd agents && ../$(VENV)/bin/mypy wattkeeper
 	$(VENV)/bin/yamllint -s .
 	$(VENV)/bin/ansible-lint -q
 
 format: venv ## apply ruff formatting and safe fixes
-	$(VENV)/bin/ruff check --fix agents tests ansible molecule scripts
-	$(VENV)/bin/ruff format agents tests ansible molecule scripts
+	$(VENV)/bin/ruff check --fix agents tests ansible molecule scripts image
+	$(VENV)/bin/ruff format agents tests ansible molecule scripts image
 
-demo: deps venv influxd image ## the appliance on this machine: InfluxDB + a collector (podman), sources simulated
+demo: deps venv influxd container-image ## the appliance on this machine: InfluxDB + a collector (podman), sources simulated
 	bash scripts/demo.sh up
 
 demo-show: venv ## show again what landed in the running demo
@@ -58,7 +78,7 @@ demo-show: venv ## show again what landed in the running demo
 demo-clean: ## remove the demo's containers and state (keeps the cached image and influxd)
 	bash scripts/demo.sh clean
 
-bench: deps venv influxd image ## drain vs the limit, ingest, pulse, footprint, provisioning; writes docs/benchmarks.md
+bench: deps venv influxd container-image ## drain vs the limit, ingest, pulse, footprint, provisioning; writes docs/benchmarks.md
 	$(PY) bench/run.py
 
 wheel: venv ## build the agent wheel into dist/
