@@ -17,7 +17,7 @@ umask 077
 
 say() {
     echo "wattkeeper-firstboot: $1"
-    echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) $1" >"$status" 2>/dev/null || true
+    echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) $1" >"$status" 2>/dev/null && sync -f "$status" 2>/dev/null || true
 }
 
 mkdir -p "$state"
@@ -59,13 +59,14 @@ ANSIBLE_CONFIG="$prov/ansible.cfg" ANSIBLE_STDOUT_CALLBACK=json ANSIBLE_LOCALHOS
 rc=$?
 
 # What the run did: the first failure's message and whether anything changed.
-read -r changed message < <(/usr/bin/python3 - "$state/last-run.json" "$state/last-run.err" <<'PY'
+read -r changed message < <(/usr/bin/python3 - "$state/last-run.json" "$state/last-run.err" "$settings" <<'PY'
 import json
 import sys
 
 def first_line(text):
     lines = [ln.strip() for ln in str(text).splitlines() if ln.strip()]
-    return lines[0] if lines else ""
+    # The role names the host ("localhost: ..."); here the file is what the user can fix.
+    return lines[0].replace("localhost: ", sys.argv[3] + ": ", 1) if lines else ""
 
 try:
     run = json.load(open(sys.argv[1], encoding="utf-8"))

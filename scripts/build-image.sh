@@ -27,6 +27,8 @@ case "$ARCH" in
     *) echo "build-image: unknown architecture '$ARCH' (amd64, arm64 or armhf)" >&2; exit 2 ;;
 esac
 if [[ -n "$QEMU" ]]; then
+    # The arm images' own revision (r3: the qemu-user drop-ins below).
+    REV=3
     IMAGE="${WATTKEEPER_IMAGE:-localhost/wattkeeper-bookworm-$ARCH}"
     TARBALL="$CACHE/wattkeeper-bookworm-$ARCH-rootfs-r$REV.tar"
 fi
@@ -60,6 +62,14 @@ if [[ "${FORCE:-0}" == 1 || ! -s "$TARBALL" ]]; then
         sys-kernel-config.mount sys-kernel-debug.mount; do
         ln -sf /dev/null "$root/etc/systemd/system/$unit"
     done
+    if [[ -n "$QEMU" ]]; then
+        # Under qemu-user, systemd cannot set up these units' (empty) credentials ("Failed to
+        # set up credentials: Invalid argument", status 243): they load none here anyway.
+        for unit in systemd-sysusers systemd-tmpfiles-setup systemd-tmpfiles-setup-dev; do
+            mkdir -p "$root/etc/systemd/system/$unit.service.d"
+            printf '[Service]\nLoadCredential=\n' >"$root/etc/systemd/system/$unit.service.d/qemu-user.conf"
+        done
+    fi
     echo "wattkeeper" >"$root/etc/hostname"
     : >"$root/etc/machine-id"
     rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*

@@ -23,11 +23,12 @@ VENV="${VENV:-.venv}"
 # Bump when the base's packages or settings change, so a stale tarball is not reused.
 REV=1
 BASE="$CACHE/wattkeeper-pi-arm64-base-r$REV.tar"
+BASE_PACKAGES=systemd,systemd-sysv,udev,kmod,dbus,ca-certificates,procps,iproute2,python3,python3-venv
 # The first boot runs Ansible: its dependencies from Debian, ansible-core itself from PyPI.
-BASE_PACKAGES=systemd,systemd-sysv,udev,kmod,dbus,ca-certificates,procps,iproute2,python3,python3-venv,python3-yaml,python3-jinja2,python3-cryptography,python3-packaging,python3-resolvelib
 SYSTEM_PACKAGES=(initramfs-tools linux-image-arm64 raspi-firmware firmware-brcm80211 wireless-regdb
                  wpasupplicant iw systemd-timesyncd systemd-resolved cloud-guest-utils fdisk e2fsprogs
-                 dosfstools)
+                 dosfstools python3-yaml python3-jinja2 python3-cryptography python3-packaging
+                 python3-resolvelib)
 FAT_MIB=256
 start=$(date +%s)
 log() { echo "build-pi-image: [$(( $(date +%s) - start ))s] $*" >&2; }
@@ -69,7 +70,7 @@ if [[ "${FORCE:-0}" == 1 || ! -s "$BASE" ]]; then
     log "base: debootstrap bookworm arm64 (emulated second stage, several minutes)"
     nice -n 10 debootstrap --arch=arm64 --variant=minbase --components=main,non-free-firmware \
         --include="$BASE_PACKAGES" bookworm "$root" "$MIRROR" >"$work/debootstrap.log" \
-        || { tail -20 "$work/debootstrap.log" >&2; exit 1; }
+        || { tail -5 "$work/debootstrap.log"; tail -30 "$root/debootstrap/debootstrap.log"; exit 1; } >&2
     mkdir -p "$root/boot/firmware" "$root/etc/default"
     # raspi-firmware writes cmdline.txt from this: boot by label, serial and HDMI consoles.
     printf '%s\n' 'ROOTPART=LABEL=RASPIROOT' 'CONSOLES="ttyS1,115200 tty0"' >"$root/etc/default/raspi-firmware"

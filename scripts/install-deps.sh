@@ -5,7 +5,7 @@
 #   install-deps.sh arm    + qemu-user-static and binfmt-support, so arm64/armhf binaries run
 #                          (the arm collectors of `make test-arm`, the Pi image's chroot)
 #   install-deps.sh image  + what `make image` needs to assemble and boot-test the Pi image
-#                          (qemu-system-arm, dosfstools, mtools, parted, e2fsprogs)
+#                          (qemu-system-arm, dosfstools, mtools, parted, e2fsprogs) and boot-test it (socat)
 # Go and Rust (for building influxd) come with the machine. `make test` pays only for the first.
 set -euo pipefail
 
@@ -15,7 +15,7 @@ case "${1:-}" in
     "") ;;
     arm) packages+=(qemu-user-static binfmt-support) ;;
     image) packages+=(qemu-user-static binfmt-support qemu-system-arm dosfstools mtools parted
-                      e2fsprogs fdisk) ;;
+                      e2fsprogs fdisk socat) ;;
     *) echo "install-deps: unknown target '$1' (nothing, arm or image)" >&2; exit 2 ;;
 esac
 missing=()
