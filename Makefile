@@ -52,8 +52,9 @@ test-arm: deps deps-arm venv influxd container-image ## the arm64 and armhf coll
 	export WATTKEEPER_INFLUXD=$$(bash scripts/build-influxd.sh | tail -1); \
 	  nice -n 10 $(VENV)/bin/molecule test -s arm64 && nice -n 10 $(VENV)/bin/molecule test -s armhf
 
-test-image: image influxd ## boot the Pi image under qemu-system-aarch64: first boot, agents against simulators
-	WATTKEEPER_INFLUXD=$$(bash scripts/build-influxd.sh | tail -1) $(PY) -m pytest image/tests -v
+test-image: deps-image venv influxd ## boot the Pi image (built if missing) under qemu-system-aarch64: first boot, agents against simulators
+	[[ -f dist/wattkeeper-pi-arm64.img ]] || bash scripts/build-pi-image.sh
+	WATTKEEPER_INFLUXD=$$(bash scripts/build-influxd.sh | tail -1) $(PY) -m pytest image/tests -v -s
 
 test-faults: deps venv influxd ## the long fault cases (10-min network cut, 50 kills); figures in docs/faults.md
 	$(PY) -m pytest tests -m faults -s; status=$$?; sed -n '/^| case/,$$p' docs/faults.md; exit $$status
