@@ -51,14 +51,15 @@ PY
 fi
 
 cd "$prov" || exit 1
-ANSIBLE_CONFIG="$prov/ansible.cfg" ANSIBLE_STDOUT_CALLBACK=json ANSIBLE_LOCALHOST_WARNING=false \
+ANSIBLE_CONFIG="$prov/ansible.cfg" ANSIBLE_CALLBACK_PLUGINS="$prov/image/callback" \
+    ANSIBLE_STDOUT_CALLBACK=wattkeeper_firstboot ANSIBLE_LOCALHOST_WARNING=false \
     ANSIBLE_INVENTORY_UNPARSED_WARNING=false ANSIBLE_NOCOLOR=1 \
     /opt/wattkeeper-provision/bin/ansible-playbook -i localhost, image/firstboot.yml \
     -e "wattkeeper_settings_file=$state/settings.yml" -e "wattkeeper_settings_name=$settings" \
     >"$state/last-run.json" 2>"$state/last-run.err"
 rc=$?
 
-# What the run did: the first failure's message and whether anything changed.
+# What the run did (image/callback): the first failure's message and whether anything changed.
 read -r changed message < <(/usr/bin/python3 - "$state/last-run.json" "$state/last-run.err" "$settings" <<'PY'
 import json
 import sys
@@ -69,22 +70,13 @@ def first_line(text):
     return lines[0].replace("localhost: ", sys.argv[3] + ": ", 1) if lines else ""
 
 try:
-    run = json.load(open(sys.argv[1], encoding="utf-8"))
-except ValueError:
+    out = open(sys.argv[1], encoding="utf-8").read().strip().splitlines()
+    run = json.loads(out[-1])
+except (ValueError, IndexError):
     err = [ln for ln in open(sys.argv[2], encoding="utf-8", errors="replace") if ln.strip()]
     print(1, first_line(err[-1] if err else "ansible-playbook did not run"))
     sys.exit()
-changed = run.get("stats", {}).get("localhost", {}).get("changed", 0)
-for play in run.get("plays", []):
-    for task in play.get("tasks", []):
-        for result in task.get("hosts", {}).values():
-            if not (result.get("failed") or result.get("unreachable")):
-                continue
-            items = [r for r in result.get("results", []) if r.get("failed")]
-            msg = first_line((items[0] if items else result).get("msg", ""))
-            print(changed, msg or f"task '{task['task']['name']}' failed")
-            sys.exit()
-print(changed, "")
+print(run.get("changed", 1), first_line(run.get("failure") or ""))
 PY
 )
 

@@ -140,7 +140,7 @@ mkdir -p "$CACHE/pi-wheels"
     "ansible-core==$ansible_core"
 ansible_wheel="$(ls "$CACHE/pi-wheels"/ansible_core-"$ansible_core"-*.whl)"
 tar -C . --exclude=__pycache__ -czf "$work/provision.tar.gz" ansible.cfg roles/wattkeeper \
-    roles/wattkeeper_common ansible/plugins image/firstboot.yml image/firstboot.sh
+    roles/wattkeeper_common ansible/plugins image/firstboot.yml image/firstboot.sh image/callback
 printf '[pi_image]\nwattkeeper-pi ansible_connection=community.general.chroot ansible_host=%s ansible_python_interpreter=/usr/bin/python3\n' \
     "$root" >"$work/inventory.ini"
 mkdir -p "$root/usr/lib/wattkeeper"

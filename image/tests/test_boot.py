@@ -83,7 +83,7 @@ class Vm:
             "-device", "virtio-blk-pci,drive=hd0",
             "-netdev", "user,id=net0,restrict=on,"
             f"guestfwd=tcp:10.0.2.100:8086-cmd:socat - TCP:127.0.0.1:{influx_port}",
-            "-device", "virtio-net-pci,netdev=net0",
+            "-device", "virtio-net-pci,netdev=net0,romfile=",  # no PXE ROM (ipxe-qemu) needed
         ]  # fmt: skip
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
