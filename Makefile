@@ -45,7 +45,7 @@ test-unit: deps venv influxd ## the pytest suite only
 test-molecule: deps venv influxd container-image ## converge, idempotence, Testinfra verify on two podman systemd hosts
 	WATTKEEPER_INFLUXD=$$(bash scripts/build-influxd.sh | tail -1) $(VENV)/bin/molecule test
 
-test-arm: deps deps-arm venv influxd container-image ## the arm64 and armhf collectors, emulated (Molecule; about N min)
+test-arm: deps deps-arm venv influxd container-image ## the arm64 and armhf collectors, emulated (Molecule; arm64 alone about 40 min)
 	bash scripts/build-image.sh arm64 >/dev/null
 	bash scripts/build-image.sh armhf >/dev/null
 	bash scripts/build-arm-wheels.sh >/dev/null
