@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make image`: a Raspberry Pi SD-card image (arm64: Pi 3, 4, 5 (see README), Zero 2 W) with
+# `make image`: a Raspberry Pi SD-card image (arm64: Pi 3, 4, 400, Zero 2 W; not the Pi 5) with
 # wattkeeper's collector installed, written to dist/wattkeeper-pi-arm64.img.
 #
 # Debian bookworm with Debian's own Pi support (raspi-firmware, linux-image-arm64, the
