@@ -8,7 +8,7 @@ import time
 from wattkeeper.alerts import Alerter
 from wattkeeper.buffer import Buffer
 from wattkeeper.config import EX_CONFIG, EX_TEMPFAIL, AgentConfig
-from wattkeeper.influx import InfluxClient
+from wattkeeper.influx import TLS, InfluxClient
 from wattkeeper.journal import SECRETS
 from wattkeeper.point import Point
 from wattkeeper.source import SourceContext, SourceError, SourceFatal, SourcePlugin
@@ -21,6 +21,8 @@ def _line(ok: bool, what: str, detail: str) -> None:
 def check_influx(client: InfluxClient, agent: str) -> tuple[bool, str]:
     """Reachable, token valid, bucket writable: write a probe point and see it accepted."""
     health = client.health()
+    if health.status == 0 and health.code == TLS:
+        return False, f"{client.url}: {health.describe()}"
     if health.status == 0:
         return False, f"{client.url} unreachable: {health.describe()}"
     if not health.ok:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import socket
+import ssl
 import stat
 import tomllib
 import types
@@ -111,6 +112,21 @@ def read_secret_file(path: Path, key: str, file: Path | str) -> str:
     return value
 
 
+def check_ca_file(path: Path, url: str, key: str, file: Path | str) -> None:
+    """A CA file must be readable PEM with at least one certificate, for an https URL: a
+    mistake here would otherwise only show as failed deliveries."""
+    if not url.startswith("https://"):
+        raise ConfigError(key, file, f'is set but the URL "{url}" is not https://')
+    try:
+        ssl.create_default_context(cafile=str(path))
+    except FileNotFoundError:
+        raise ConfigError(key, file, f"CA file {path} does not exist") from None
+    except PermissionError:
+        raise ConfigError(key, file, f"CA file {path}: permission denied") from None
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        raise ConfigError(key, file, f"{path} is not a PEM CA certificate ({exc})") from None
+
+
 # ---------------------------------------------------------------------------
 # The sections every agent shares
 # ---------------------------------------------------------------------------
@@ -146,6 +162,9 @@ class InfluxSection:
     bucket: str
     token_file: Path | None = None
     token: str | None = None
+    # https: the CA certificate(s) (PEM) that signed the server's certificate; unset, the
+    # system's CAs. Verification is never switched off.
+    ca_file: Path | None = None
     timeout: Duration = 10.0
     batch_size: int = 5000
     # A batch is also cut at this many bytes of line protocol (wide Luxtronik points).
@@ -158,6 +177,8 @@ class InfluxSection:
     def validate(self, where: str, file: Path) -> None:
         if not re.match(r"^https?://[^/\s]+", self.url):
             raise ConfigError(f"{where}.url", file, f'"{self.url}" is not an http(s) URL')
+        if self.ca_file is not None:
+            check_ca_file(self.ca_file, self.url, f"{where}.ca_file", file)
         if self.token_file is not None:
             self.token = read_secret_file(self.token_file, f"{where}.token_file", file)
         elif not self.token:
