@@ -159,6 +159,13 @@ def _module_utils() -> Any:
     return sys.modules[name]
 
 
+def managed(objects: list[dict[str, Any]], ours: bool = True) -> list[dict[str, Any]]:
+    """The buckets or tasks wattkeeper made (their description says so), or with
+    ``ours=False`` the others: those are never changed or deleted."""
+    is_managed = _module_utils().is_managed
+    return [o for o in objects if bool(is_managed(o)) == ours]
+
+
 def _human_seconds(seconds: int) -> str:
     if not seconds:
         return "forever"
@@ -468,4 +475,5 @@ class FilterModule:
             "wattkeeper_inventory_problems": inventory_problems,
             "wattkeeper_verify_bucket": verify_bucket,
             "wattkeeper_verify_task": verify_task,
+            "wattkeeper_managed": managed,
         }
