@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
 from support.influxd import InfluxServer
 from support.tls import make_server_tls
 
