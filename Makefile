@@ -32,8 +32,9 @@ test: test-unit test-molecule ## every test: pytest (real InfluxDB, simulators),
 test-unit: deps venv influxd ## the pytest suite only
 	$(PY) -m pytest tests -m "not faults"
 
-test-molecule: deps venv influxd image ## converge, idempotence, Testinfra verify on two podman systemd hosts
+test-molecule: deps venv influxd image ## converge, idempotence, Testinfra verify on podman systemd hosts (default, then byo)
 	WATTKEEPER_INFLUXD=$$(bash scripts/build-influxd.sh | tail -1) $(VENV)/bin/molecule test
+	WATTKEEPER_INFLUXD=$$(bash scripts/build-influxd.sh | tail -1) $(VENV)/bin/molecule test -s byo
 
 test-faults: deps venv influxd ## the long fault cases (10-min network cut, 50 kills); figures in docs/faults.md
 	$(PY) -m pytest tests -m faults -s; status=$$?; sed -n '/^| case/,$$p' docs/faults.md; exit $$status

@@ -99,6 +99,20 @@ def test_rendered_config_loads_in_the_agent(source: str, tmp_path: Path) -> None
     assert F.inventory_problems([source], {source: GOOD[source]}, SECRETS, DEFS) == []
 
 
+def test_rendered_https_config_with_the_ca_loads_in_the_agent(tmp_path: Path) -> None:
+    """What source.yml renders with wattkeeper_influxdb_ca_file: [influxdb] ca_file."""
+    from support.tls import make_server_tls
+
+    sections = _sections("pulse", GOOD["pulse"], tmp_path)
+    sections["influxdb"].update(
+        url="https://influx.home.lan:8086", ca_file=str(make_server_tls(tmp_path / "tls").ca)
+    )
+    path = tmp_path / "pulse.toml"
+    path.write_text(F.to_toml(sections))
+    cfg = load_config(path, "pulse", load_plugin("pulse").config_class, set(source_names()))
+    assert cfg.influxdb.ca_file == tmp_path / "tls" / "ca.pem"
+
+
 @pytest.mark.parametrize("source", [s for s in SOURCES if "simulate" in DEFS[s]])
 def test_simulated_config_loads_in_the_agent(source: str, tmp_path: Path) -> None:
     settings = {**GOOD[source], **DEFS[source]["simulate"]["config"]}
