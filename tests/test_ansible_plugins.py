@@ -361,3 +361,37 @@ def test_module_documents_exactly_its_arguments(name: str) -> None:
         assert bool(documented.get("required")) == bool(arg.get("required")), option
         if "default" in arg:
             assert documented.get("default") == arg["default"], option
+
+
+def _render_unit_env(tls_cert: str) -> set[str]:
+    """The Environment= lines of the binary unit and of the apt drop-in, rendered."""
+    import jinja2
+
+    env = jinja2.Environment(trim_blocks=True)
+    context = {
+        "ansible_managed": "managed",
+        "influxdb_binary_dest": "/usr/local/bin/influxd",
+        "influxdb_http_bind_address": ":8086",
+        "influxdb_reporting_enabled": False,
+        "influxdb_tls_cert": tls_cert,
+        "_influxdb_tls_dir": yaml.safe_load((ROOT / "roles/influxdb/vars/main.yml").read_text())[
+            "_influxdb_tls_dir"
+        ],
+    }
+    unit = (ROOT / "roles/influxdb/templates/influxdb.service.j2").read_text()
+    tasks = yaml.safe_load((ROOT / "roles/influxdb/tasks/install_apt.yml").read_text())
+    dropin = next(t for t in tasks if "Environment=" in str(t))["ansible.builtin.copy"]["content"]
+    lines: set[str] = set()
+    for text in (unit, dropin):
+        rendered = env.from_string(text).render(context).splitlines()
+        lines |= {line.strip() for line in rendered if line.strip().startswith("Environment=")}
+    return lines
+
+
+def test_binary_and_apt_serve_tls_from_the_given_files() -> None:
+    """influxd reads INFLUXD_TLS_CERT/KEY (the variables tests/support/influxd.py starts the
+    https test server with); both methods set them only when influxdb_tls_cert is given."""
+    with_tls = _render_unit_env("/controller/influx.crt")
+    assert "Environment=INFLUXD_TLS_CERT=/etc/influxdb2/tls/server.crt" in with_tls
+    assert "Environment=INFLUXD_TLS_KEY=/etc/influxdb2/tls/server.key" in with_tls
+    assert not any("TLS" in line for line in _render_unit_env(""))

@@ -135,6 +135,9 @@ def test_refusals_name_the_tier_and_foreign_objects_stay_untouched(
         theirs["retentionRules"],
     )
     assert _bucket(influx_tls, org_id, "pulse_1h") is None
+    # The play on the controller has no inventory_dir: the secrets directory defaults to
+    # the inventory file's directory all the same (where the collectors' plays look).
+    assert (tmp_path / ".wattkeeper-secrets" / "influxdb").is_dir()
 
 
 def test_an_unknown_organization_is_named_with_the_ones_there_are(
