@@ -105,7 +105,12 @@ def cmd_buffer(args: argparse.Namespace) -> int:
         client = InfluxClient.from_section(cfg.influxdb)
         before = buf.pending
         outcome = Deliverer(
-            buf, client, batch_size=cfg.influxdb.batch_size, batch_bytes=cfg.influxdb.batch_bytes
+            buf,
+            client,
+            batch_size=cfg.influxdb.batch_size,
+            batch_bytes=cfg.influxdb.batch_bytes,
+            late_after=cfg.influxdb.late_after,
+            marker_tags={"host": cfg.agent.host},
         ).flush(time.monotonic() + args.timeout)
         print(f"delivered {before - buf.pending} points; {buf.pending} pending")
         return 0 if outcome is Flush.EMPTY else EX_TEMPFAIL

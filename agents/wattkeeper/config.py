@@ -154,6 +154,10 @@ class InfluxSection:
     # Exponential backoff with jitter between failed deliveries.
     retry_initial: Duration = 1.0
     retry_max: Duration = 300.0
+    # Points delivered longer than this after their reading time get a late marker, so
+    # the downsampling tasks re-aggregate their windows; keep it below the tasks' offset
+    # (influxdb_task_offset, 30s). 0 turns markers off.
+    late_after: Duration = 10.0
 
     def validate(self, where: str, file: Path) -> None:
         if not re.match(r"^https?://[^/\s]+", self.url):
@@ -166,6 +170,8 @@ class InfluxSection:
             raise ConfigError(f"{where}.batch_size", file, "must be between 1 and 5000")
         if self.timeout <= 0:
             raise ConfigError(f"{where}.timeout", file, "must be positive")
+        if self.late_after < 0:
+            raise ConfigError(f"{where}.late_after", file, "must be 0 (off) or positive")
 
     def __repr__(self) -> str:  # never show the token
         return f"InfluxSection(url={self.url!r}, org={self.org!r}, bucket={self.bucket!r})"

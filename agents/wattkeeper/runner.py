@@ -118,6 +118,8 @@ class Agent:
                 f"Cannot write to {cfg.influxdb.url}: {why}. Points are kept in the buffer.",
             ),
             on_restored=self._on_restored,
+            late_after=cfg.influxdb.late_after,
+            marker_tags={"host": cfg.agent.host},
         )
         self.notifier = Notifier()
         self._stop = threading.Event()

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from wattkeeper.config import Duration
+from wattkeeper.downsample import Rollup
 from wattkeeper.point import Point
 from wattkeeper.source import Batch, SourceContext, SourceError, SourcePlugin
 
@@ -27,6 +28,8 @@ class TinySection:
     # Every Nth poll fails with a SourceError.
     fail_every: int = 0
     run: str = "r1"
+    # Reading n is stamped at base + n s (Unix seconds; the default is 2023-11-14).
+    base: int = BASE_NS // 10**9
 
 
 class TinySource:
@@ -51,7 +54,7 @@ class TinySource:
             bad = self.cfg.bad_every and seq % self.cfg.bad_every == self.cfg.bad_every - 1
             value: float | str = f"bad{seq}" if bad else float(seq)
             points.append(
-                Point("tiny", {"seq": value}, BASE_NS + seq * 10**9, {"run": self.cfg.run})
+                Point("tiny", {"seq": value}, (self.cfg.base + seq) * 10**9, {"run": self.cfg.run})
             )
         return Batch(points=points, state={"tiny.next": start + n})
 
@@ -62,4 +65,9 @@ class TinySource:
         pass
 
 
-PLUGIN = SourcePlugin(name="tiny", config_class=TinySection, factory=TinySource)
+PLUGIN = SourcePlugin(
+    name="tiny",
+    config_class=TinySection,
+    factory=TinySource,
+    rollups=(Rollup("tiny", {"seq": "sum"}),),
+)
