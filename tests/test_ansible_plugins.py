@@ -243,11 +243,34 @@ def test_every_default_has_a_comment() -> None:
                 )
 
 
+TIERS = [
+    {"name": "raw", "retention": "30d"},
+    {"name": "1m", "every": "1m", "retention": "90d", "chunk": "1d"},
+    {"name": "5m", "every": "5m", "retention": "365d"},
+    {"name": "1h", "every": "1h", "retention": 0, "chunk": "7d"},
+]
+
+
+@pytest.mark.parametrize("cascade", [False, True])
 @pytest.mark.parametrize("source", [s for s in SOURCES if load_plugin(s).rollups])
-def test_task_flux_for_every_tier(source: str) -> None:
-    for every in ("1m", "5m", "1h"):
-        flux = F.task_flux(source, every, f"{source}_raw", f"{source}_{every}", "home")
-        assert f'to(bucket: "{source}_{every}"' in flux and f"every: {every}" in flux
+def test_tier_flux_for_every_tier(source: str, cascade: bool) -> None:
+    plan = [e for e in F.bucket_plan([source], TIERS, cascade=cascade) if e["task"]]
+    assert [e["every"] for e in plan] == ["1m", "5m", "1h"]
+    assert [e["src"] for e in plan] == (
+        [f"{source}_raw", f"{source}_1m", f"{source}_5m"] if cascade else [f"{source}_raw"] * 3
+    )
+    # A tier without a chunk gets 1440 windows (at most 7 days); a new tier starts as far
+    # back as raw keeps; only a tier another one reads writes markers for it.
+    assert [e["chunk"] for e in plan] == ["1d", "5d", "7d"]
+    assert {e["first"] for e in plan} == {"30d"}
+    assert [e["announce"] for e in plan] == [cascade, cascade, False]
+    for entry in plan:
+        flux = F.tier_flux(entry, "home", "30s")
+        assert f'option task = {{name: "wattkeeper_{source}_{entry["every"]}", every: ' in flux
+        assert f'dst = "{source}_{entry["every"]}"' in flux
+        assert "|> to(bucket: dst, org: org)" in flux
+    # The old filter (raw to one tier) still works.
+    assert 'dst = "x_1m"' in F.task_flux(source, "1m", f"{source}_raw", "x_1m", "home")
 
 
 def test_landed_sources_skip_missing_modules() -> None:

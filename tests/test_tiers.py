@@ -8,8 +8,11 @@ must equal the declared aggregate of raw, recomputed by the same Flux (support/t
 
 from __future__ import annotations
 
+import json
+import os
 import signal
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -21,7 +24,7 @@ import pytest
 import test_octopus
 import test_pulse
 import test_wattivahti
-from conftest import Target, agent_config, make_target, run_wattkeeper, spawn_wattkeeper
+from conftest import ROOT, Target, agent_config, make_target, run_wattkeeper, spawn_wattkeeper
 from support.agentproc import wait_for
 from support.influxd import InfluxServer
 from support.netfault import BlackholeProxy
@@ -360,3 +363,80 @@ def test_a_late_point_changes_the_window_it_lands_in(influx: InfluxServer, tmp_p
         [sum(range(110))],
     ]
     assert_exact(tiers, t0, t0 + HOUR)
+
+
+# What the previous version installed as wattkeeper_SOURCE_1m (for pulse): the last three
+# windows, every minute, nothing else.
+V1_PULSE_1M = """import "date"
+import "types"
+
+option task = {name: "NAME", every: 1m, offset: 30s}
+
+stop = date.truncate(t: now(), unit: 1m)
+start = date.sub(d: 3m, from: stop)
+
+data = from(bucket: "SRC")
+    |> range(start: start, stop: stop)
+r0_mean = data
+    |> filter(fn: (r) => r._measurement == "pulse" and (r._field == "power_w"))
+    |> aggregateWindow(every: 1m, fn: mean, createEmpty: false, timeSrc: "_start")
+r0_sum = data
+    |> filter(fn: (r) => r._measurement == "pulse" and (r._field == "energy_wh" or r._field == "pulses"))
+    |> aggregateWindow(every: 1m, fn: sum, createEmpty: false, timeSrc: "_start")
+union(tables: [r0_mean, r0_sum])
+    |> to(bucket: "DST", org: "ORG")
+"""  # noqa: E501
+
+
+def influxdb_task_module(server: InfluxServer, name: str, flux: str) -> str:
+    """The role's own module, as api.yml calls it; returns CHANGED or SUCCESS."""
+    args = {"url": server.url, "token": server.token, "org": server.org, "name": name}
+    args["flux"] = flux
+    out = subprocess.run(
+        [str(Path(sys.executable).parent / "ansible"), "localhost", "-o", "-m", "influxdb_task",
+         "-a", json.dumps(args)],
+        env={**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg")},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    return out.stdout.split("|")[1].split("=>")[0].strip()
+
+
+def test_tasks_of_the_previous_version_are_converted_in_place(
+    influx: InfluxServer, tmp_path: Path
+) -> None:
+    """site.yml on a server the previous version provisioned: the module puts the new
+    Flux into the same task; its first run goes on from the last windows and rebuilds the
+    windows the old task missed from raw."""
+    name = prefix()
+    make_target(influx, tmp_path, f"{name}_raw")
+    tiers = Tiers.create(influx, name, list(PULSE.rollups))
+    one = tiers.task("1m")
+    old = (
+        V1_PULSE_1M.replace("NAME", one.name)
+        .replace("SRC", tiers.raw)
+        .replace("DST", one.dst_bucket)
+        .replace("ORG", influx.org)
+    )
+    task_id = tiers.ids["1m"]
+    influx.api("PATCH", f"/api/v2/tasks/{task_id}", json={"flux": old})
+    t0 = floor(datetime.now(UTC), 60) - 2 * HOUR
+    influx.write(tiers.raw, pulse_lines(t0, t0 + 2 * HOUR))
+    # The old task ran now and then (each run covered three minutes): gaps in between.
+    for minutes in (10, 40, 41, 90):
+        assert tiers.run("1m", t0 + timedelta(minutes=minutes)).status == "success"
+    assert tiers.compare("1m", t0, t0 + 2 * HOUR).differing > 100
+    assert influxdb_task_module(influx, one.name, one.flux()) == "CHANGED"
+    assert influxdb_task_module(influx, one.name, one.flux()) == "SUCCESS"  # idempotent
+    assert (
+        influx.api("GET", f"/api/v2/tasks/{task_id}").json()["flux"].strip() == one.flux().strip()
+    )
+    when = soon()
+    tiers.run("1m", when)
+    cp = tiers.checkpoint("1m")
+    assert cp["stop"] == floor(when, 60)  # on from the last windows, not 30 days back
+    one_minute = tiers.compare("1m", t0, t0 + 2 * HOUR)
+    assert (one_minute.compared, one_minute.differing) == (240, 0), one_minute.examples

@@ -55,7 +55,7 @@ def task_flux(
     name: str | None = None,
     offset: str = "30s",
 ) -> str:
-    """Flux of the task that aggregates ``source`` from src_bucket into dst_bucket."""
+    """Flux of the task that aggregates ``source`` from src_bucket (raw) into dst_bucket."""
     downsample = _import("wattkeeper.downsample")
     task_name = name or f"wattkeeper_{source}_{every}"
     try:
@@ -72,6 +72,30 @@ def task_flux(
         )
     except ValueError as exc:
         raise AnsibleFilterError(f"{source} {every}: {exc}") from exc
+
+
+def tier_flux(entry: dict[str, Any], org: str, offset: str = "30s") -> str:
+    """Flux of the tier task of a ``wattkeeper_bucket_plan`` entry (its source, buckets,
+    chunk, where a new tier starts, whether a coarser tier reads it)."""
+    downsample = _import("wattkeeper.downsample")
+    try:
+        return str(
+            downsample.TierTask(
+                name=entry["task"],
+                rollups=tuple(rollups(entry["source"])),
+                src_bucket=entry["src"],
+                dst_bucket=entry["bucket"],
+                org=org,
+                every=entry["every"],
+                offset=offset,
+                raw_bucket=entry["raw"],
+                chunk=entry["chunk"],
+                first=entry["first"],
+                announce=bool(entry["announce"]),
+            ).flux()
+        )
+    except (KeyError, ValueError) as exc:
+        raise AnsibleFilterError(f"{entry.get('task')}: {exc}") from exc
 
 
 def _in_package(kind: str, name: str) -> bool:
@@ -96,34 +120,51 @@ def bucket_plan(
     cascade: bool = False,
 ) -> list[dict[str, Any]]:
     """One entry per source and tier: bucket name, retention, and for rolled-up tiers the
-    task's window and the bucket it reads (raw, or the previous tier when cascading)."""
+    task's window, the bucket it reads (raw, or the previous tier when cascading) and the
+    rest of what its Flux needs (wattkeeper.downsample.tier_tasks decides it all)."""
     if not tiers or tiers[0].get("every"):
         raise AnsibleFilterError("influxdb_tiers: the first tier must be the raw one (no every)")
+    downsample = _import("wattkeeper.downsample")
     plan = []
     for source in sources:
         # A source without declared roll-ups gets its buckets but no tasks (yet).
-        rolled = bool(
+        declared = list(
             getattr(
                 getattr(_import(f"wattkeeper.sources.{source}"), "PLUGIN", None), "rollups", None
             )
+            or []
         )
-        previous = None
-        raw = pattern.format(source=source, tier=tiers[0]["name"])
+        try:
+            tasks = (
+                {
+                    t.dst_bucket: t
+                    for t in downsample.tier_tasks(
+                        source, declared, tiers, org="", cascade=cascade, pattern=pattern
+                    )
+                }
+                if declared
+                else {}
+            )
+        except ValueError as exc:
+            raise AnsibleFilterError(f"influxdb_tiers: {exc}") from exc
         for tier in tiers:
             bucket = pattern.format(source=source, tier=tier["name"])
-            entry = {
-                "source": source,
-                "tier": tier["name"],
-                "bucket": bucket,
-                "retention": str(tier.get("retention", 0)),
-                "every": tier.get("every") if rolled else None,
-                "src": (previous if cascade else raw) if tier.get("every") and rolled else None,
-                "task": f"wattkeeper_{source}_{tier['name']}"
-                if tier.get("every") and rolled
-                else None,
-            }
-            plan.append(entry)
-            previous = bucket
+            task = tasks.get(bucket)
+            plan.append(
+                {
+                    "source": source,
+                    "tier": tier["name"],
+                    "bucket": bucket,
+                    "retention": str(tier.get("retention", 0)),
+                    "every": task.every if task else None,
+                    "src": task.src_bucket if task else None,
+                    "task": f"wattkeeper_{source}_{tier['name']}" if task else None,
+                    "raw": task.raw_bucket if task else None,
+                    "chunk": task.chunk if task else None,
+                    "first": task.first if task else None,
+                    "announce": task.announce if task else False,
+                }
+            )
     return plan
 
 
@@ -456,6 +497,7 @@ class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
             "wattkeeper_task_flux": task_flux,
+            "wattkeeper_tier_flux": tier_flux,
             "wattkeeper_landed_sources": landed_sources,
             "wattkeeper_toml": to_toml,
             "wattkeeper_bucket_plan": bucket_plan,
