@@ -25,18 +25,19 @@ SOURCES = [s for s in ("octopus", "wattivahti", "pulse", "luxtronik") if s in so
 ROLE_SET = {"api_key_file", "refresh_token_file"}
 
 
-def _load_filters() -> Any:
+def _load_filters(file: str = "wattkeeper.py", name: str = "wattkeeper_filters") -> Any:
     spec = importlib.util.spec_from_file_location(
-        "wattkeeper_filters", ROOT / "ansible" / "plugins" / "filter" / "wattkeeper.py"
+        name, ROOT / "ansible" / "plugins" / "filter" / file
     )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    sys.modules["wattkeeper_filters"] = module
+    sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
 
 
 F = _load_filters()
+FT = _load_filters("wattkeeper_tiers.py", "wattkeeper_tier_filters")
 DEFS = yaml.safe_load((ROOT / "roles" / "wattkeeper_common" / "defaults" / "main.yml").read_text())[
     "wattkeeper_source_defs"
 ]
@@ -265,12 +266,53 @@ def test_tier_flux_for_every_tier(source: str, cascade: bool) -> None:
     assert {e["first"] for e in plan} == {"30d"}
     assert [e["announce"] for e in plan] == [cascade, cascade, False]
     for entry in plan:
-        flux = F.tier_flux(entry, "home", "30s")
+        flux = FT.tier_flux(entry, "home", "30s")
         assert f'option task = {{name: "wattkeeper_{source}_{entry["every"]}", every: ' in flux
         assert f'dst = "{source}_{entry["every"]}"' in flux
         assert "|> to(bucket: dst, org: org)" in flux
+        assert f'from(bucket: "{source}_{entry["every"]}")' in FT.tier_check_flux(entry)
     # The old filter (raw to one tier) still works.
     assert 'dst = "x_1m"' in F.task_flux(source, "1m", f"{source}_raw", "x_1m", "home")
+
+
+def _check_row(**values: str) -> dict[str, Any]:
+    row = {
+        "checkpoint": "2026-11-30T12:00:31.000000000Z",
+        "stop": "2026-11-30T12:00:00Z",
+        "late_from": "",
+        "late_to": "",
+        "from": "2026-11-29T12:00:00Z",
+        "now": "2026-11-30T12:00:50.5Z",
+        "windows": "4320",
+        "differing": "0",
+        **values,
+    }
+    header = ",result,table," + ",".join(row)
+    return {"status": 200, "content": header + "\n,_result,0," + ",".join(row.values()) + "\n"}
+
+
+def test_verify_tier_says_whether_a_tier_is_complete_and_what_to_do() -> None:
+    entry = next(e for e in F.bucket_plan(["pulse"], TIERS) if e["tier"] == "1m")
+
+    def verdict(**values: str) -> tuple[bool, str, str]:
+        tasks = [{"name": "wattkeeper_pulse_1m", "id": "0a1b"}]
+        v = FT.verify_tier({**_check_row(**values), "item": entry}, "30s", tasks)
+        return v["ok"], v["detail"], v["next"]
+
+    ok, detail, _ = verdict()
+    assert ok and detail == "complete: 4320 windows since 2026-11-29T12:00Z equal raw"
+    ok, detail, nxt = verdict(checkpoint="", stop="")
+    assert not ok and "no checkpoint" in detail and "every 1m" in nxt
+    ok, detail, nxt = verdict(checkpoint="2026-11-30T11:40:00Z")
+    assert not ok and "21m old" in detail and "GET /api/v2/tasks/0a1b/runs" in nxt
+    ok, detail, nxt = verdict(stop="2026-11-28T12:00:00Z")
+    assert not ok and "catching up: 2d of windows left (2 runs at 1d each)" in detail, detail
+    assert "wait about 2m" in nxt
+    ok, detail, _ = verdict(late_from="2026-11-30T06:00:00Z", late_to="2026-11-30T09:00:00Z")
+    assert not ok and "catching up: 3h of windows left (1 run at 1d each)" in detail
+    ok, detail, nxt = verdict(differing="3")
+    assert not ok and detail == "3 of 4320 windows since 2026-11-29T12:00Z differ from raw"
+    assert "redo-tiers.yml" in nxt
 
 
 def test_landed_sources_skip_missing_modules() -> None:

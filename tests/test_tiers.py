@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import test_ansible_plugins
 import test_octopus
 import test_pulse
 import test_wattivahti
@@ -32,7 +33,7 @@ from support.simproc import simulator_processes, start_simulator
 from support.tiers import Tiers, floor, parse_time
 from test_pulse import THREE, Sim, pulse_config, wait_counts
 
-from wattkeeper.downsample import Rollup, duration_seconds
+from wattkeeper.downsample import Rollup, check_query, duration_seconds
 from wattkeeper.simulate.wattivahti.data import quarter_kwh
 from wattkeeper.sources.octopus import PLUGIN as OCTOPUS
 from wattkeeper.sources.pulse import PLUGIN as PULSE
@@ -40,6 +41,7 @@ from wattkeeper.sources.wattivahti import PLUGIN as WATTIVAHTI
 
 pulse_sim = test_pulse.pulse_sim
 TINY = "tiny_source:PLUGIN"
+TIER_FILTERS = test_ansible_plugins.FT
 
 HOUR = timedelta(hours=1)
 
@@ -440,3 +442,34 @@ def test_tasks_of_the_previous_version_are_converted_in_place(
     assert cp["stop"] == floor(when, 60)  # on from the last windows, not 30 days back
     one_minute = tiers.compare("1m", t0, t0 + 2 * HOUR)
     assert (one_minute.compared, one_minute.differing) == (240, 0), one_minute.examples
+
+
+def test_verify_finds_points_without_a_marker_and_redo_tiers_repairs_them(
+    influx: InfluxServer, tmp_path: Path
+) -> None:
+    """verify.yml's check (the Flux the role runs) counts the windows that differ from raw,
+    as the tests' own comparison does; redo-tiers.yml's marker makes the next runs fix
+    them."""
+    name = prefix()
+    make_target(influx, tmp_path, f"{name}_raw")
+    tiers = Tiers.create(influx, name, list(PULSE.rollups))
+    now = datetime.now(UTC)
+    influx.write(tiers.raw, pulse_lines(now - 2 * HOUR, now - timedelta(minutes=5)))
+    tiers.run_all(soon())
+
+    def check(tier: str) -> tuple[int, int]:
+        row = influx.query(check_query(tiers.task(tier)))[0]
+        return int(row["windows"]), int(row["differing"])
+
+    for c in tiers.compare_all(now - timedelta(days=1), now):
+        assert check(c.tier) == (c.compared, 0) and c.compared > 0, c
+    # Written by hand, with no marker: one window of each tier now differs from raw.
+    ns = int((now - HOUR).timestamp() * 1e9)
+    influx.write(tiers.raw, [f"pulse,channel=export pulses=1i,energy_wh=1.0,power_w=1.0 {ns}"])
+    tiers.run_all(soon())
+    for c in tiers.compare_all(now - timedelta(days=1), now):
+        assert check(c.tier) == (c.compared, 1) == (c.compared, c.differing), c
+    influx.write(tiers.raw, [TIER_FILTERS.redo_marker("1d").strip()])
+    tiers.run_all(soon())
+    for c in tiers.compare_all(now - timedelta(days=1), now):
+        assert check(c.tier) == (c.compared, 0) == (c.compared, c.differing), c

@@ -194,11 +194,7 @@ class TierTask:
             dst=_flux_str(self.dst_bucket),
             org=_flux_str(self.org),
             lookback=_times(self.every, 3),
-            first=(
-                "time(v: 0)"
-                if self.first == "0"
-                else f"date.sub(d: {self.first}, from: due)"
-            ),
+            first=("time(v: 0)" if self.first == "0" else f"date.sub(d: {self.first}, from: due)"),
             checkpoint=_flux_str(CHECKPOINT),
             late=_flux_str(LATE),
             measurements=_measurement_filter(list(self.rollups)),
@@ -472,3 +468,101 @@ def tier_tasks(
         )
         previous = bucket
     return out
+
+
+def check_query(task: TierTask, span: str = "1d") -> str:
+    """A Flux query telling whether a tier is complete: one row with its newest
+    checkpoint (time, stop, pending late windows) and, for the windows of the last
+    ``span`` it has aggregated, how many (series x window) there are in raw and in how
+    many of them the tier differs from raw's aggregates (a field missing, extra or
+    unequal). verify.yml runs it for every source and tier."""
+    _check_duration(span)
+    measurements = _measurement_filter(list(task.rollups))
+    want = _union(
+        [
+            s.flux(task.every, "start", "stop")
+            for s in _streams(list(task.rollups), task.raw_bucket or task.src_bucket)
+        ]
+    )
+    return _CHECK_TEMPLATE.format(
+        every=task.every,
+        span=span,
+        dst=_flux_str(task.dst_bucket),
+        checkpoint=_flux_str(CHECKPOINT),
+        measurements=measurements,
+        want=_indent(want),
+    )
+
+
+_CHECK_TEMPLATE = """\
+import "array"
+import "date"
+import "math"
+import "types"
+
+cp =
+    from(bucket: {dst})
+        |> range(start: 0)
+        |> filter(fn: (r) => r._measurement == {checkpoint})
+        |> last()
+        |> group()
+        |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")
+        |> sort(columns: ["_time"], desc: true)
+        |> findRecord(fn: (key) => true, idx: 0)
+start = date.truncate(t: date.sub(d: {span}, from: now()), unit: {every})
+stop = if exists cp.stop and time(v: cp.stop) > start then time(v: cp.stop) else date.add(d: 1ns, to: start)
+want =
+{want}
+got =
+    from(bucket: {dst})
+        |> range(start: start, stop: stop)
+        |> filter(fn: (r) => {measurements})
+pairs =
+    union(
+        tables: [
+            want |> toFloat() |> set(key: "side", value: "want"),
+            got |> toFloat() |> set(key: "side", value: "got"),
+        ],
+    )
+        |> group(mode: "except", columns: ["_value", "side", "_time"])
+        |> pivot(rowKey: ["_time"], columnKey: ["side"], valueColumn: "_value")
+        |> map(
+            fn: (r) =>
+                ({{r with
+                    bad:
+                        if exists r.want and exists r.got then
+                            math.abs(x: r.want - r.got) > 0.000000001 * math.abs(x: r.want) + 0.000000001
+                        else
+                            true,
+                }}),
+        )
+        // One window: a series (measurement and tags) in one time window, all its fields.
+        |> drop(columns: ["_field", "want", "got", "_start", "_stop"])
+        |> group(mode: "except", columns: ["bad"])
+        |> reduce(identity: {{bad: false}}, fn: (r, accumulator) => ({{bad: accumulator.bad or r.bad}}))
+        |> group()
+        |> reduce(
+            identity: {{windows: 0, differing: 0}},
+            fn: (r, accumulator) =>
+                ({{
+                    windows: accumulator.windows + 1,
+                    differing: accumulator.differing + (if r.bad then 1 else 0),
+                }}),
+        )
+        |> findRecord(fn: (key) => true, idx: 0)
+
+array.from(
+    rows: [
+        {{
+            checkpoint: if exists cp._time then string(v: cp._time) else "",
+            stop: if exists cp.stop then string(v: time(v: cp.stop)) else "",
+            late_from: if exists cp.redo_hi and cp.redo_hi > cp.redo_lo then string(v: time(v: cp.redo_lo)) else "",
+            late_to: if exists cp.redo_hi and cp.redo_hi > cp.redo_lo then string(v: time(v: cp.redo_hi)) else "",
+            from: string(v: start),
+            now: string(v: now()),
+            windows: if exists pairs.windows then pairs.windows else 0,
+            differing: if exists pairs.differing then pairs.differing else 0,
+        }},
+    ],
+)
+"""

@@ -74,30 +74,6 @@ def task_flux(
         raise AnsibleFilterError(f"{source} {every}: {exc}") from exc
 
 
-def tier_flux(entry: dict[str, Any], org: str, offset: str = "30s") -> str:
-    """Flux of the tier task of a ``wattkeeper_bucket_plan`` entry (its source, buckets,
-    chunk, where a new tier starts, whether a coarser tier reads it)."""
-    downsample = _import("wattkeeper.downsample")
-    try:
-        return str(
-            downsample.TierTask(
-                name=entry["task"],
-                rollups=tuple(rollups(entry["source"])),
-                src_bucket=entry["src"],
-                dst_bucket=entry["bucket"],
-                org=org,
-                every=entry["every"],
-                offset=offset,
-                raw_bucket=entry["raw"],
-                chunk=entry["chunk"],
-                first=entry["first"],
-                announce=bool(entry["announce"]),
-            ).flux()
-        )
-    except (KeyError, ValueError) as exc:
-        raise AnsibleFilterError(f"{entry.get('task')}: {exc}") from exc
-
-
 def _in_package(kind: str, name: str) -> bool:
     base = AGENTS_DIR / "wattkeeper" / kind
     return (base / f"{name}.py").exists() or (base / name / "__init__.py").exists()
@@ -497,7 +473,6 @@ class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
             "wattkeeper_task_flux": task_flux,
-            "wattkeeper_tier_flux": tier_flux,
             "wattkeeper_landed_sources": landed_sources,
             "wattkeeper_toml": to_toml,
             "wattkeeper_bucket_plan": bucket_plan,
