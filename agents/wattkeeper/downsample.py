@@ -289,7 +289,7 @@ cp = checkpoint(bucket: dst)
 // late: a converted installation's tiers are repaired from what raw still holds.
 fresh = not exists cp.stop
 stop0 = if fresh then date.sub(d: {lookback}, from: due) else time(v: cp.stop)
-seen0 = if fresh then run else time(v: cp.seen)
+seen0 = if fresh then origin else time(v: cp.seen)
 pending = fresh or (exists cp.redo_hi and cp.redo_hi > cp.redo_lo)
 pendingLo = if fresh then date.truncate(t: origin, unit: every) else time(v: cp.redo_lo)
 pendingHi = if fresh then stop0 else time(v: cp.redo_hi)

@@ -24,6 +24,7 @@ COLUMNS = (
     "landed",
     "duplicated",
     "lost",
+    "tiers: windows compared/differing",
     "wall time",
     "suite",
     "date (UTC)",
@@ -48,6 +49,13 @@ processes and each source's `wattkeeper simulate` server.
   keeps one point per series and timestamp, so a replay of the same reading overwrites
   itself and is not a duplicate.)
 - **lost**: generated readings that never landed.
+- **tiers**: the 1m, 5m and 1h tiers of the case's raw bucket, whose tasks (the
+  production Flux, on their real schedule) ran through the case: after the agents have
+  stopped, each task runs until it has caught up, and every window of each tier (one
+  series in one time window, all its fields) is compared with raw's aggregates
+  recomputed by the same Flux; *compared/differing*, differing must be 0. Windows after
+  a tier's last run (the hour under way) are not compared. Empty for rows run before the
+  tiers had this column.
 
 The `wattkeeper_agent` metrics points are not readings and are not counted.
 
@@ -90,18 +98,30 @@ class Figures:
     duplicated: int
     lost: int
     note: str = ""
+    # "1m 120/0 · 5m 24/0 · 1h 2/0": windows compared/differing per tier ("" if none).
+    tiers: str = ""
+    tier_differing: int = 0
+    tier_runs: int = 0  # runs the slowest tier took to catch up at the end
 
     def line(self) -> str:
         text = (
             f"[{self.case}] {self.source}: generated={self.generated} landed={self.landed} "
             f"duplicated={self.duplicated} lost={self.lost}"
         )
+        if self.tiers:
+            text += f" tiers={self.tiers}"
         return text + (f" ({self.note})" if self.note else "")
 
     @property
     def exact(self) -> bool:
-        """Every generated reading landed once, nothing else did."""
-        return self.lost == 0 and self.duplicated == 0 and self.landed == self.generated > 0
+        """Every generated reading landed once, nothing else did, and every tier window
+        equals raw."""
+        return (
+            self.lost == 0
+            and self.duplicated == 0
+            and self.landed == self.generated > 0
+            and self.tier_differing == 0
+        )
 
 
 def _row(fig: Figures, seconds: float, suite: str) -> list[str]:
@@ -113,6 +133,7 @@ def _row(fig: Figures, seconds: float, suite: str) -> list[str]:
         str(fig.landed),
         str(fig.duplicated),
         str(fig.lost),
+        fig.tiers,
         f"{minutes}m{secs:02d}s",
         suite,
         datetime.now(UTC).strftime("%Y-%m-%d %H:%M"),
@@ -128,6 +149,8 @@ def _read_rows(path: Path) -> list[list[str]]:
         if not line.startswith("| ") or line.startswith("| case "):
             continue
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == len(COLUMNS) - 1:  # a row from before the tiers column
+            cells.insert(COLUMNS.index("tiers: windows compared/differing"), "")
         if len(cells) == len(COLUMNS):
             rows.append(cells)
     return rows
@@ -159,7 +182,7 @@ def write(rows: list[list[str]]) -> None:
         f"Machine of the last run: {machine}, Python {platform.python_version()}.",
         "",
         "| " + " | ".join(COLUMNS) + " |",
-        "|" + "|".join("---:" if c in COLUMNS[2:6] else "---" for c in COLUMNS) + "|",
+        "|" + "|".join("---:" if c in COLUMNS[2:7] else "---" for c in COLUMNS) + "|",
     ]
     out += ["| " + " | ".join(row) + " |" for row in _ordered(rows)]
     DOC.parent.mkdir(parents=True, exist_ok=True)
