@@ -265,6 +265,8 @@ def test_tier_flux_for_every_tier(source: str, cascade: bool) -> None:
     assert [e["chunk"] for e in plan] == ["1d", "5d", "7d"]
     assert {e["first"] for e in plan} == {"30d"}
     assert [e["announce"] for e in plan] == [cascade, cascade, False]
+    # verify.yml allows a late point the time to go through the finer tiers.
+    assert [e["lag"] for e in plan] == (["0s", "90s", "420s"] if cascade else ["0s"] * 3)
     for entry in plan:
         flux = FT.tier_flux(entry, "home", "30s")
         assert f'option task = {{name: "wattkeeper_{source}_{entry["every"]}", every: ' in flux
@@ -285,6 +287,8 @@ def _check_row(**values: str) -> dict[str, Any]:
         "now": "2026-11-30T12:00:50.5Z",
         "windows": "4320",
         "differing": "0",
+        "waiting_from": "",
+        "waiting_to": "",
         **values,
     }
     header = ",result,table," + ",".join(row)
@@ -294,8 +298,9 @@ def _check_row(**values: str) -> dict[str, Any]:
 def test_verify_tier_says_whether_a_tier_is_complete_and_what_to_do() -> None:
     entry = next(e for e in F.bucket_plan(["pulse"], TIERS) if e["tier"] == "1m")
 
+    tasks: list[dict[str, str]] = [{"name": "wattkeeper_pulse_1m", "id": "0a1b"}]
+
     def verdict(**values: str) -> tuple[bool, str, str]:
-        tasks = [{"name": "wattkeeper_pulse_1m", "id": "0a1b"}]
         v = FT.verify_tier({**_check_row(**values), "item": entry}, "30s", tasks)
         return v["ok"], v["detail"], v["next"]
 
@@ -303,6 +308,10 @@ def test_verify_tier_says_whether_a_tier_is_complete_and_what_to_do() -> None:
     assert ok and detail == "complete: 4320 windows since 2026-11-29T12:00Z equal raw"
     ok, detail, nxt = verdict(checkpoint="", stop="")
     assert not ok and "no checkpoint" in detail and "every 1m" in nxt
+    tasks[0]["createdAt"] = "2026-11-30T12:00:10Z"  # a new task: its first run is due
+    ok, detail, _ = verdict(checkpoint="", stop="")
+    assert ok and detail == "new: its first run is due within 1m"
+    del tasks[0]["createdAt"]
     ok, detail, nxt = verdict(checkpoint="2026-11-30T11:40:00Z")
     assert not ok and "21m old" in detail and "GET /api/v2/tasks/0a1b/runs" in nxt
     ok, detail, nxt = verdict(stop="2026-11-28T12:00:00Z")

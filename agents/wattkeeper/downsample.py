@@ -175,9 +175,12 @@ class TierTask:
     first: str = "30d"
     # Write markers for the tier that reads this one (cascade).
     announce: bool = False
+    # How long a late point's marker may take to reach this tier through the finer
+    # tiers it reads (cascade): their windows and offsets. verify.yml's check allows it.
+    lag: str = "0s"
 
     def __post_init__(self) -> None:
-        for d in (self.every, self.offset, self.chunk):
+        for d in (self.every, self.offset, self.chunk, self.lag):
             _check_duration(d)
         if self.first != "0":
             _check_duration(self.first)
@@ -313,6 +316,7 @@ def tier_tasks(
     out: list[TierTask] = []
     previous = raw
     rolled = [t for t in tiers[1:] if t.get("every")]
+    lag = 0
     for i, tier in enumerate(rolled):
         every = str(tier["every"])
         bucket = pattern.format(source=source, tier=tier["name"])
@@ -329,8 +333,11 @@ def tier_tasks(
                 chunk=str(tier.get("chunk") or default_chunk(every)),
                 first=first,
                 announce=cascade and i + 1 < len(rolled),
+                lag=f"{int(lag)}s",
             )
         )
+        if cascade:
+            lag += duration_seconds(every) + duration_seconds(offset)
         previous = bucket
     return out
 
@@ -350,6 +357,9 @@ def check_query(task: TierTask, span: str = "1d") -> str:
         ]
     )
     return _template("tier_check.flux").substitute(
+        raw=_flux_str(task.raw_bucket or task.src_bucket),
+        late=_flux_str(LATE),
+        lag=task.lag,
         every=task.every,
         span=span,
         dst=_flux_str(task.dst_bucket),

@@ -18,7 +18,48 @@ cp =
         |> sort(columns: ["_time"], desc: true)
         |> findRecord(fn: (key) => true, idx: 0)
 start = date.truncate(t: date.sub(d: $span, from: now()), unit: $every)
-stop = if exists cp.stop and time(v: cp.stop) > start then time(v: cp.stop) else date.add(d: 1ns, to: start)
+stop =
+    if exists cp.stop and time(v: cp.stop) > start then
+        time(v: cp.stop)
+    else
+        date.add(d: 1ns, to: start)
+// Late points whose marker the tier has not read yet (it arrived after the tier's last
+// run, or after the finer tiers' it reads): their windows wait for the next run.
+waiting =
+    from(bucket: $raw)
+        |> range(
+            start: if exists cp.seen then date.sub(d: $lag, from: time(v: cp.seen)) else start,
+            stop: date.add(d: 1m, to: now()),
+        )
+        |> filter(
+            fn: (r) =>
+                r._measurement == $late and (r._field == "start" or r._field == "stop"),
+        )
+        |> group()
+        |> reduce(
+            identity: {lo: 0, hi: 0},
+            fn: (r, accumulator) =>
+                ({
+                    lo:
+                        if r._field == "start" and (accumulator.lo == 0 or r._value < accumulator.lo) then
+                            r._value
+                        else
+                            accumulator.lo,
+                    hi: if r._field == "stop" and r._value > accumulator.hi then r._value else accumulator.hi,
+                }),
+        )
+        |> findRecord(fn: (key) => true, idx: 0)
+skipLo =
+    if exists waiting.lo and waiting.hi > waiting.lo then
+        date.truncate(t: time(v: waiting.lo), unit: $every)
+    else
+        stop
+skipHi =
+    if exists waiting.lo and waiting.hi > waiting.lo then
+        date.add(d: $every, to: date.truncate(t: time(v: waiting.hi - 1), unit: $every))
+    else
+        stop
+compared = (r) => r._time < skipLo or r._time >= skipHi
 want =
 $want
 got =
@@ -28,8 +69,8 @@ got =
 pairs =
     union(
         tables: [
-            want |> toFloat() |> set(key: "side", value: "want"),
-            got |> toFloat() |> set(key: "side", value: "got"),
+            want |> filter(fn: compared) |> toFloat() |> set(key: "side", value: "want"),
+            got |> filter(fn: compared) |> toFloat() |> set(key: "side", value: "got"),
         ],
     )
         |> group(mode: "except", columns: ["_value", "side", "_time"])
@@ -67,6 +108,8 @@ array.from(
             late_from: if exists cp.redo_hi and cp.redo_hi > cp.redo_lo then string(v: time(v: cp.redo_lo)) else "",
             late_to: if exists cp.redo_hi and cp.redo_hi > cp.redo_lo then string(v: time(v: cp.redo_hi)) else "",
             from: string(v: start),
+            waiting_from: if skipHi > skipLo then string(v: skipLo) else "",
+            waiting_to: if skipHi > skipLo then string(v: skipHi) else "",
             now: string(v: now()),
             windows: if exists pairs.windows then pairs.windows else 0,
             differing: if exists pairs.differing then pairs.differing else 0,

@@ -139,6 +139,7 @@ def bucket_plan(
                     "chunk": task.chunk if task else None,
                     "first": task.first if task else None,
                     "announce": task.announce if task else False,
+                    "lag": task.lag if task else None,
                 }
             )
     return plan

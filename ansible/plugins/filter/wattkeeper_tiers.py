@@ -63,6 +63,7 @@ def _tier_task(entry: dict[str, Any], org: str = "", offset: str = "30s") -> Any
         chunk=entry["chunk"],
         first=entry["first"],
         announce=bool(entry["announce"]),
+        lag=entry.get("lag") or "0s",
     )
 
 
@@ -82,7 +83,10 @@ def _when(text: str) -> datetime | None:
 
 
 def verify_tier(
-    result: dict[str, Any], offset: str, tasks: list[dict[str, Any]] | None = None
+    result: dict[str, Any],
+    offset: str,
+    tasks: list[dict[str, Any]] | None = None,
+    rerun: str = "run site.yml again",
 ) -> dict[str, Any]:
     """verify.yml: is a tier complete? Its newest checkpoint is recent, it has caught up
     with its windows (no late windows pending) and no window of the last day differs
@@ -90,9 +94,12 @@ def verify_tier(
     answer, its ``item`` the plan entry; ``tasks`` the server's task list (for the ID)."""
     downsample = base._import("wattkeeper.downsample")
     entry = result["item"]
-    task_id = next((t.get("id") for t in tasks or [] if t.get("name") == entry["task"]), "")
+    task = next((t for t in tasks or [] if t.get("name") == entry["task"]), {})
+    task_id = task.get("id", "")
     what = f"tier {entry['bucket']}"
     runs = f"the task's runs and logs: GET /api/v2/tasks/{task_id or 'ID'}/runs (operator token)"
+    if tasks is not None and not task:
+        return {"what": what, "ok": False, "detail": f"no task {entry['task']}", "next": rerun}
     rows = base.flux_rows(result.get("content", "")) if result.get("status") == 200 else []
     if not rows:
         content = str(result.get("content", ""))[:160]
@@ -103,7 +110,16 @@ def verify_tier(
     now = _when(row["now"])
     checkpoint, stop = _when(row["checkpoint"]), _when(row["stop"])
     assert now is not None
+    slack = downsample.duration_seconds(offset) + 120  # a run starts late, takes a while
     if checkpoint is None or stop is None:
+        created = _when(str(task.get("createdAt", "")))
+        if created is not None and (now - created).total_seconds() < every + slack:
+            return {
+                "what": what,
+                "ok": True,
+                "detail": f"new: its first run is due within {entry['every']}",
+                "next": "",
+            }
         return {
             "what": what,
             "ok": False,
@@ -117,7 +133,7 @@ def verify_tier(
     late = bool(row["late_from"])
     windows, differing = int(row["windows"]), int(row["differing"])
     span = f"{windows} windows since {row['from'][:16]}Z"
-    if age > every + downsample.duration_seconds(offset) + 120:
+    if age > every + slack:
         detail = f"newest checkpoint {_about(int(age))} old (every {entry['every']})"
         return {
             "what": what,
@@ -151,7 +167,10 @@ def verify_tier(
             "hand): re-aggregate them with ansible-playbook -i INVENTORY "
             "ansible/playbooks/redo-tiers.yml -e span=1d",
         }
-    return {"what": what, "ok": True, "detail": f"complete: {span} equal raw", "next": ""}
+    detail = f"complete: {span} equal raw"
+    if row.get("waiting_from"):
+        detail += f" (late points since {row['waiting_from'][:16]}Z wait for its next run)"
+    return {"what": what, "ok": True, "detail": detail, "next": ""}
 
 
 def redo_marker(span: str, now: float | None = None) -> str:

@@ -107,6 +107,8 @@ def test_verify_playbook_all_checks_pass() -> None:
             assert (SERVER, f"bucket {source}_{tier}") in checked
         for tier in ("1m", "5m", "1h") if source in ROLLED else ():
             assert (SERVER, f"task wattkeeper_{source}_{tier}") in checked
+            # Complete: its checkpoint recent, no window of the last day unlike raw.
+            assert (SERVER, f"tier {source}_{tier}") in checked
         for what in ("token", "delivery", "dead letters"):
             assert (COLLECTOR, f"{source} {what}") in checked, sorted(checked)
     assert re.search(r"✓ all \d+ checks passed", text)
