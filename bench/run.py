@@ -1,6 +1,6 @@
 """`make bench`: the figures users choose a collector by, measured in one run.
 
-Sections (each can be run alone: ``python bench/run.py drain ingest pulse footprint``):
+Sections (each can be run alone: ``python bench/run.py drain ingest pulse footprint tiers``):
 
 * drain        - a backlog in the buffer delivered to a real InfluxDB 2 on loopback, against
                  the limit measured in the same run: the same lines posted straight to
@@ -13,7 +13,10 @@ Sections (each can be run alone: ``python bench/run.py drain ingest pulse footpr
 * footprint    - resident memory and CPU share of each agent at its default interval
                  against its simulator, next to a bare Python interpreter;
 * provisioning - first converge and idempotent re-run of the Molecule scenario (two podman
-                 systemd hosts, four simulated sources), stage by stage.
+                 systemd hosts, four simulated sources), stage by stage;
+* tiers        - the tier tasks catching up after a 1-day and a 7-day outage of 3 pulse
+                 channels at 200 pulses/s: runs needed, what one run costs; and a normal
+                 run next to the previous version's (bench/tiers_bench.py).
 
 Results are printed as a table and written to docs/benchmarks.md with the machine, the
 load average (the machine may be shared) and the date.
@@ -423,6 +426,38 @@ other work, so single runs are noisy): narrow 0.80 -> 0.86 of the limit, wide 0.
 """
 
 
+def bench_tiers(server: InfluxServer, days: list[float]) -> None:
+    """The tier tasks after an outage of 3 x 200 pulses/s (bench/tiers_bench.py)."""
+    import tiers_bench
+
+    print(f"tiers: catch-up after {', '.join(f'{d}-day' for d in days)} outages, 3 x 200/s")
+    outages, (new, old) = tiers_bench.run(server, days, log=lambda m: print("  " + m))
+    record(
+        "tiers",
+        "normal 1m run after a minute at 3 x 200/s",
+        new,
+        "s",
+        f"previous version's task: {old:.3f} s (medians of 9, InfluxDB's run times)",
+    )
+    for o in outages:
+        for c in o.tiers:
+            record(
+                "tiers",
+                f"{o.days:g}-day outage: {c.tier} runs to catch up",
+                c.runs,
+                "runs",
+                f"longest run {c.longest_s:.1f} s, {c.total_s:.1f} s in all; "
+                f"a run reads at most {c.points_per_run / 1e6:,.0f} M raw points",
+            )
+        record(
+            "tiers",
+            f"{o.days:g}-day outage: backlog written to raw",
+            o.ingest_s,
+            "s",
+            f"{o.points / 1e6:,.0f} M pulses (the bench's own writer, not an agent)",
+        )
+
+
 def _earlier_rows(path: Path, measured: set[str]) -> tuple[list[str], str]:
     """Rows of the sections this run did not measure, kept from the report as it stands,
     and the line saying when they were measured."""
@@ -485,7 +520,7 @@ def write_report(path: Path, args: argparse.Namespace) -> None:
     print("\n".join(lines[6 : 8 + len(rows)]))
 
 
-SECTIONS = ("drain", "ingest", "pulse", "footprint", "provisioning")
+SECTIONS = ("drain", "ingest", "pulse", "footprint", "provisioning", "tiers")
 
 
 def main() -> int:
@@ -501,6 +536,7 @@ def main() -> int:
     parser.add_argument("--narrow", type=int, default=1_000_000)
     parser.add_argument("--wide", type=int, default=10_000)
     parser.add_argument("--footprint-seconds", type=float, default=300)
+    parser.add_argument("--tiers-days", default="1,7", help="outages of the tiers section")
     parser.add_argument("--report", type=Path, default=ROOT / "docs" / "benchmarks.md")
     args = parser.parse_args()
     unknown = set(args.sections) - set(SECTIONS)
@@ -525,6 +561,9 @@ def main() -> int:
                 ),
                 "footprint": lambda: bench_footprint(server, tmp, args.footprint_seconds),
                 "provisioning": bench_provisioning,
+                "tiers": lambda: bench_tiers(
+                    server, [float(d) for d in args.tiers_days.split(",")]
+                ),
             }
             for s in args.sections:
                 steps[s]()
