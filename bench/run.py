@@ -430,7 +430,7 @@ def bench_tiers(server: InfluxServer, days: list[float]) -> None:
     """The tier tasks after an outage of 3 x 200 pulses/s (bench/tiers_bench.py)."""
     import tiers_bench
 
-    print(f"tiers: catch-up after {', '.join(f'{d}-day' for d in days)} outages, 3 x 200/s")
+    print(f"tiers: catch-up after {', '.join(f'{d:g}-day' for d in days)} outages, 3 x 200/s")
     outages, (new, old) = tiers_bench.run(server, days, log=lambda m: print("  " + m))
     record(
         "tiers",
