@@ -316,7 +316,7 @@ def tier_tasks(
     out: list[TierTask] = []
     previous = raw
     rolled = [t for t in tiers[1:] if t.get("every")]
-    lag = 0
+    lag = 0.0
     for i, tier in enumerate(rolled):
         every = str(tier["every"])
         bucket = pattern.format(source=source, tier=tier["name"])
