@@ -396,6 +396,16 @@ NOTES = """
   collector with the four sources against their simulators, installing from an offline
   wheelhouse) run stage by stage: the first converge on fresh hosts, then the second
   converge Molecule checks for idempotence (it fails on any `changed`).
+- **tiers** (bench/tiers_bench.py): three pulse channels at 200 pulses/s each (600
+  points/s) lost InfluxDB for a day, or a week, while the tier tasks went on over empty
+  windows; then the backlog reaches raw (written by the bench, as fast as InfluxDB takes
+  it) with the agents' late markers, and each tier task (the role's Flux and chunks: 1 day
+  a run for 1m, 7 days for 5m and 1h) runs until it has caught up. A run's seconds are
+  InfluxDB's own (startedAt to finishedAt). At 600 points/s the agent's buffer holds a
+  day only with `[buffer] max_rows` raised from its 2 million default. The normal run is
+  the 1m task after a minute of on-time pulses, next to the previous version's task (which
+  read the last three windows into Flux: its shared `from()` kept InfluxDB from pushing
+  the aggregates down to the storage engine).
 - The machine may be shared with other work: the load average before and after the run is
   given, and the drain passes alternate so that both sides see the same conditions.
 
