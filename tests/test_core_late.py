@@ -147,3 +147,28 @@ def test_late_range_reads_only_timestamps() -> None:
     assert late_range(lines, 1_000_000_000_000_000_000) is None
     # A marker itself has no timestamp (stamped on arrival): never late.
     assert late_range(["wattkeeper_late start=1i,stop=2i,points=1i"], 10**19 - 1) is None
+
+
+def test_a_running_agent_sends_at_most_a_marker_every_ten_seconds(
+    target: Target, tmp_path: Path
+) -> None:
+    """An agent whose clock is off finds every pass late: the markers of passes in
+    quick succession wait and merge; the last pass (--once, stopping) sends what waits."""
+    buf = Buffer(tmp_path / "b.sqlite")
+    client = InfluxClient(
+        target.server.url, target.server.org, target.bucket, target.token_file.read_text().strip()
+    )
+    deliverer = Deliverer(buf, client, late_after=10)
+    base_ns = (int(time.time()) - 3600) * 10**9
+    for i in range(3):  # three passes of the delivery thread, a second apart at most
+        buf.append([f"late seq={i}.0 {base_ns + i * 10**9}"])
+        assert deliverer.flush() is Flush.EMPTY
+    assert len(markers(target)) == 1
+    assert buf.pending_late() == (base_ns + 10**9, base_ns + 2 * 10**9 + 1, 2)
+    assert deliverer.flush(time.monotonic() + 10) is Flush.EMPTY  # a last pass
+    found = markers(target)
+    assert len(found) == 2 and buf.pending_late() is None
+    assert (int(found[1]["start"]), int(found[1]["stop"])) == (
+        base_ns + 10**9,
+        base_ns + 2 * 10**9 + 1,
+    )

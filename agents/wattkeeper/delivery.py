@@ -36,6 +36,7 @@ log = logging.getLogger("wattkeeper.delivery")
 # timestamp is stamped on arrival and is never late; nor is a reading from before 2001.)
 _TAIL = operator.itemgetter(slice(-19, None))
 LATE_MEASUREMENT = "wattkeeper_late"
+MARKER_GAP = 10.0  # seconds between two markers of a running agent
 
 
 class Flush(Enum):
@@ -158,6 +159,7 @@ class Deliverer:
             f",{k}={v}" for k, v in sorted((marker_tags or {}).items()) if v
         )
         self.marker_every = marker_every
+        self._marker_sent_at = -1e9  # monotonic
         self._late_since: float | None = (
             time.monotonic() if late_after > 0 and buffer.pending_late() else None
         )
@@ -344,8 +346,13 @@ class Deliverer:
     def _send_marker(self, deadline: float | None) -> None:
         """Write the pending marker (after the points it describes, which are acked);
         kept in the buffer until InfluxDB has it. No timestamp: the server stamps it on
-        arrival, which is what the tasks look for since their last run."""
+        arrival, which is what the tasks look for since their last run.
+
+        At most one every ``MARKER_GAP`` s while the agent runs (an agent whose clock is
+        off marks every pass), and always in a last pass (``--once``, stopping)."""
         if self._late_since is None:
+            return
+        if deadline is None and time.monotonic() - self._marker_sent_at < MARKER_GAP:
             return
         late = self.buffer.pending_late()
         if late is None:
@@ -355,6 +362,7 @@ class Deliverer:
         line = f"{self._marker_head} start={start}i,stop={stop}i,points={n}i"
         result = self.client.write([line], timeout=self._timeout(deadline))
         if result.ok or result.permanent:
+            self._marker_sent_at = time.monotonic()
             if not result.ok:
                 log.error("InfluxDB refused the late marker (%s): %s", result.describe(), line)
             self.buffer.clear_late(late)
