@@ -474,3 +474,28 @@ def test_verify_finds_points_without_a_marker_and_redo_tiers_repairs_them(
     tiers.run_all(soon())
     for c in tiers.compare_all(now - timedelta(days=1), now):
         assert check(c.tier) == (c.compared, 0) == (c.compared, c.differing), c
+
+
+def test_a_failed_run_leaves_the_checkpoint_where_it_was(
+    influx: InfluxServer, tmp_path: Path
+) -> None:
+    """The checkpoint is written only once every aggregate is: a run whose writes fail
+    (here a field type conflict in the tier bucket) records nothing, so the next run does
+    the same windows again."""
+    name = prefix()
+    make_target(influx, tmp_path, f"{name}_raw")
+    tiers = Tiers.create(influx, name, list(PULSE.rollups))
+    now = datetime.now(UTC)
+    old = now - timedelta(days=10)  # another shard of the tier bucket (7-day groups)
+    influx.write(tiers.raw, pulse_lines(old, old + HOUR))
+    influx.write(tiers.raw, pulse_lines(now - HOUR, now - timedelta(minutes=2)))
+    assert tiers.run("1m", now - timedelta(days=9)).status == "success"
+    before = tiers.checkpoint("1m")
+    assert before["stop"] == floor(now - timedelta(days=9), 60)
+    # The tier holds `pulses` as a float in this week's shard: the sums (integers) fail.
+    conflict = int((now - timedelta(minutes=10)).timestamp()) * 10**9
+    influx.write(tiers.bucket("1m"), [f"pulse,channel=other pulses=1.5 {conflict}"])
+    failed = tiers.run("1m", soon())
+    assert failed.status == "failed", failed
+    assert "field type conflict" in failed.log, failed.log
+    assert tiers.checkpoint("1m") == before
