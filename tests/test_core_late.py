@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
 from conftest import Target, agent_config, run_wattkeeper
 
 from wattkeeper.buffer import Buffer
@@ -172,3 +173,33 @@ def test_a_running_agent_sends_at_most_a_marker_every_ten_seconds(
         base_ns + 10**9,
         base_ns + 2 * 10**9 + 1,
     )
+
+
+def test_a_full_disk_while_forgetting_a_sent_marker_is_a_failed_pass(
+    target: Target, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The delivery thread must never die of it: the pass fails, the marker stays pending
+    (it goes out again, harmlessly) and a later pass succeeds."""
+    import sqlite3
+
+    buf = Buffer(tmp_path / "b.sqlite")
+    client = InfluxClient(
+        target.server.url, target.server.org, target.bucket, target.token_file.read_text().strip()
+    )
+    base_ns = (int(time.time()) - 3600) * 10**9
+    buf.append([f"late seq=1.0 {base_ns}"])
+    cut = MarkerFails(client)
+    assert Deliverer(buf, client, late_after=10).flush() is Flush.FAILED  # marker pending
+    cut.failing = False
+    real_clear = buf.clear_late
+
+    def full(sent: tuple[int, int, int]) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(buf, "clear_late", full)
+    deliverer = Deliverer(buf, client, late_after=10)
+    assert deliverer.flush(time.monotonic() + 10) is Flush.FAILED
+    assert buf.pending_late() is not None
+    monkeypatch.setattr(buf, "clear_late", real_clear)
+    assert deliverer.flush(time.monotonic() + 10) is Flush.EMPTY
+    assert buf.pending_late() is None and len(markers(target)) == 2

@@ -180,6 +180,10 @@ class Deliverer:
         except TransientFailure as exc:
             self._mark_failed(exc.result)
             return Flush.FAILED
+        except sqlite3.Error as exc:  # sent, but a full disk refuses to forget it: again later
+            log.error("cannot update the buffer %s: %s", self.buffer.path, exc)
+            self._retry_after = None
+            return Flush.FAILED
         batch = self._prepare(self.buffer.peek(self._peek_limit()))
         if not batch.rows:
             return Flush.EMPTY

@@ -9,6 +9,8 @@ aggregates recomputed from raw.
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 import time
 from dataclasses import dataclass, field
@@ -205,9 +207,30 @@ class Tiers:
 
     # -- comparing --------------------------------------------------------------------
 
+    def query(self, flux: str, timeout: float = 600) -> list[dict[str, str]]:
+        """A Flux query's rows; a comparison over many series (Luxtronik's 1,814 fields)
+        on a busy machine may take longer than the server helper's 30 s."""
+        r = requests.post(
+            f"{self.server.url}/api/v2/query",
+            params={"org": self.server.org},
+            headers={"Authorization": f"Token {self.server.token}"},
+            json={"query": flux, "dialect": {"annotations": [], "header": True}},
+            timeout=timeout,
+        )
+        if r.status_code != 200:
+            raise RuntimeError(f"query: HTTP {r.status_code} {r.text[:300]}")
+        rows: list[dict[str, str]] = []
+        for block in r.text.replace("\r\n", "\n").split("\n\n"):
+            if block.strip():
+                rows.extend(
+                    {k: v for k, v in row.items() if k}
+                    for row in csv.DictReader(io.StringIO(block))
+                )
+        return rows
+
     def values(self, bucket: str, start: datetime, stop: datetime) -> dict[tuple[Any, ...], float]:
         internal = " and ".join(f'r._measurement != "{m}"' for m in INTERNAL_MEASUREMENTS)
-        rows = self.server.query(
+        rows = self.query(
             f'from(bucket: "{bucket}") |> range(start: {iso(start)}, stop: {iso(stop)}) '
             f"|> filter(fn: (r) => {internal})"
         )
@@ -216,7 +239,7 @@ class Tiers:
     def recomputed(
         self, tier: str, start: datetime, stop: datetime
     ) -> dict[tuple[Any, ...], float]:
-        rows = self.server.query(rollup_query(self.rollups, self.raw, tier, iso(start), iso(stop)))
+        rows = self.query(rollup_query(self.rollups, self.raw, tier, iso(start), iso(stop)))
         return {_key(r): float(r["_value"]) for r in rows}
 
     def compare(self, tier: str, start: datetime, stop: datetime) -> Comparison:
