@@ -28,6 +28,7 @@ from enum import Enum
 from wattkeeper.backoff import Backoff
 from wattkeeper.buffer import Buffer, LateRange, Row
 from wattkeeper.influx import InfluxClient, WriteResult
+from wattkeeper.point import _escape_key
 
 log = logging.getLogger("wattkeeper.delivery")
 
@@ -157,7 +158,9 @@ class Deliverer:
         # bucket apart.
         self.late_after = late_after
         self._marker_head = LATE_MEASUREMENT + "".join(
-            f",{k}={v}" for k, v in sorted((marker_tags or {}).items()) if v
+            f",{_escape_key(k)}={_escape_key(v)}"
+            for k, v in sorted((marker_tags or {}).items())
+            if v
         )
         self.marker_every = marker_every
         self._marker_sent_at = -1e9  # monotonic
