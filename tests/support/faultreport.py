@@ -53,10 +53,9 @@ processes and each source's `wattkeeper simulate` server.
   production Flux, on their real schedule) ran through the case: after the agents have
   stopped, each task runs until it has caught up, and every window of each tier (one
   series in one time window, all its fields) is compared with raw's aggregates
-  recomputed by the same Flux; *compared/differing*, differing must be 0. No reading
-  comes after the agents have stopped, so the last runs are scheduled after the hour of
-  the newest reading, and every window holding readings is compared. Empty for rows run
-  before the tiers had this column.
+  recomputed by the same Flux; *compared/differing*, differing must be 0. Windows after
+  a tier's last run (those of the hour, or five minutes, under way: a case is short) are
+  not compared. Empty for rows run before the tiers had this column.
 
 The `wattkeeper_agent` metrics points are not readings and are not counted.
 
