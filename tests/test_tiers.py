@@ -51,8 +51,10 @@ def prefix() -> str:
 
 
 def soon() -> datetime:
-    """A run time after everything written so far (runs are whole seconds)."""
-    return datetime.now(UTC) + timedelta(seconds=1.5)
+    """A run time after everything written so far: the next whole second (runs are whole
+    seconds, and InfluxDB holds a run scheduled ahead until its time)."""
+    time.sleep(1.02 - time.time() % 1)
+    return datetime.now(UTC).replace(microsecond=0)
 
 
 def pulse_lines(start: datetime, stop: datetime, step: float = 7.0, seed: int = 0) -> list[str]:
