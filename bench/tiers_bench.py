@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import os
 import statistics
 import sys
 import tempfile
@@ -69,6 +70,16 @@ class CatchUp:
     longest_s: float
     total_s: float
     points_per_run: float
+    cpu_s: float = 0.0  # InfluxDB's CPU seconds for the whole catch-up
+    longest_cpu_s: float = 0.0
+
+
+def cpu_seconds(server: InfluxServer) -> float:
+    """InfluxDB's CPU time so far (user + system): what a run costs whatever else the
+    machine does (its wall time grows with the load)."""
+    assert server.proc is not None
+    fields = Path(f"/proc/{server.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -155,16 +166,24 @@ def outage(server: InfluxServer, days: float, log: Callable[[str], None]) -> Out
     log(f"  written in {ingest_s:.0f} s; the tiers catch up ...")
     out = []
     for tier in tiers.names:
-        durations = []
+        durations, cpus = [], []
         while True:
-            run = tiers.run(tier, _now(), timeout=3600)
+            when = _now()
+            cpu = cpu_seconds(server)
+            run = tiers.run(tier, when, timeout=3600)
+            cpus.append(cpu_seconds(server) - cpu)
             assert run.status == "success", run.log
             durations.append(run.seconds)
             if tiers.caught_up(tier, datetime.now(UTC)):
                 break
         span = min(days * 86400.0, tiers_chunk_seconds(tiers, tier))
-        out.append(CatchUp(tier, len(durations), max(durations), sum(durations), span * RATE * 3))
-        log(f"  {tier}: {len(durations)} runs, longest {max(durations):.1f} s")
+        catch_up = CatchUp(tier, len(durations), max(durations), sum(durations), span * RATE * 3)
+        catch_up.cpu_s, catch_up.longest_cpu_s = sum(cpus), max(cpus)
+        out.append(catch_up)
+        log(
+            f"  {tier}: {len(durations)} runs, longest {max(durations):.1f} s "
+            f"({max(cpus):.1f} s of CPU)"
+        )
     found = tiers.compare_all(start, end)
     assert all(c.differing == 0 for c in found), [str(c) for c in found]
     return Outage(days, points, ingest_s, out)
@@ -176,9 +195,9 @@ def tiers_chunk_seconds(tiers: Tiers, tier: str) -> float:
     return duration_seconds(tiers.task(tier).chunk)
 
 
-def steady_state(server: InfluxServer, repeats: int = 9) -> tuple[float, float]:
-    """Median run seconds of a 1m run after a minute of on-time pulses: this version's
-    task, the previous version's."""
+def steady_state(server: InfluxServer, repeats: int = 9) -> tuple[float, float, float, float]:
+    """Median run seconds and CPU seconds of a 1m run after a minute of on-time pulses:
+    this version's task, the previous version's."""
     name = f"bench{uuid.uuid4().hex[:8]}"
     server.create_bucket(f"{name}_raw")
     tiers = Tiers.create(server, name, list(PLUGIN.rollups))
@@ -197,22 +216,32 @@ def steady_state(server: InfluxServer, repeats: int = 9) -> tuple[float, float]:
     start = floor(datetime.now(UTC), 60) - timedelta(minutes=repeats + 5)
     ingest(server, tiers.raw, start - timedelta(hours=1), start)
     tiers.run("1m", start)
-    new_s, old_s = [], []
+    new_s, old_s, new_cpu, old_cpu = [], [], [], []
+    old_tiers = Tiers(server, tiers.raw, tiers.rollups, tiers.tasks, {"1m": old["id"]})
     for i in range(repeats):
         minute = start + timedelta(minutes=i)
         ingest(server, tiers.raw, minute, minute + timedelta(minutes=1))
         when = minute + timedelta(minutes=1, seconds=30)  # the offset after the window
-        new_s.append(tiers.run("1m", when).seconds)
-        old_tiers = Tiers(server, tiers.raw, tiers.rollups, tiers.tasks, {"1m": old["id"]})
-        old_s.append(old_tiers.run("1m", when).seconds)
-    return statistics.median(new_s), statistics.median(old_s)
+        for which, secs, cpus in ((tiers, new_s, new_cpu), (old_tiers, old_s, old_cpu)):
+            cpu = cpu_seconds(server)
+            secs.append(which.run("1m", when).seconds)
+            cpus.append(cpu_seconds(server) - cpu)
+    return (
+        statistics.median(new_s),
+        statistics.median(old_s),
+        statistics.median(new_cpu),
+        statistics.median(old_cpu),
+    )
 
 
 def run(
-    server: InfluxServer, days: list[int], log: Callable[[str], None] = print
-) -> tuple[list[Outage], tuple[float, float]]:
+    server: InfluxServer, days: list[float], log: Callable[[str], None] = print
+) -> tuple[list[Outage], tuple[float, float, float, float]]:
     normal = steady_state(server)
-    log(f"steady state 1m run: {normal[0]:.3f} s (previous version {normal[1]:.3f} s)")
+    log(
+        f"steady state 1m run: {normal[0]:.3f} s, {normal[2]:.3f} s of CPU (previous "
+        f"version {normal[1]:.3f} s, {normal[3]:.3f} s of CPU)"
+    )
     return [outage(server, d, log) for d in days], normal
 
 
@@ -230,8 +259,8 @@ def main() -> int:
     for o in outages:
         for c in o.tiers:
             print(
-                f"{o.days:g}-day outage, {c.tier}: {c.runs} runs, longest {c.longest_s:.1f} s, "
-                f"in all {c.total_s:.1f} s"
+                f"{o.days:g}-day outage, {c.tier}: {c.runs} runs, longest {c.longest_s:.1f} s "
+                f"({c.longest_cpu_s:.1f} s of CPU), in all {c.total_s:.1f} s"
             )
     print(f"steady state: {normal[0]:.3f} s a run (previous version {normal[1]:.3f} s)")
     return 0
