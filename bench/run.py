@@ -400,7 +400,8 @@ NOTES = """
   points/s) lost InfluxDB for a day, or a week, while the tier tasks went on over empty
   windows; then the backlog reaches raw (written by the bench, as fast as InfluxDB takes
   it) with the agents' late markers, and each tier task (the role's Flux and chunks: 1 day
-  a run for 1m, 7 days for 5m and 1h) runs until it has caught up. A run's seconds are
+  a run, 600 points/s being far over the 50 million values a run takes at once) runs
+  until it has caught up. A run's seconds are
   InfluxDB's own (startedAt to finishedAt), and the CPU seconds InfluxDB spent on it
   (which, unlike the wall time, does not grow with other work on a shared machine). At
   600 points/s the agent's buffer holds a day only with `[buffer] max_rows` raised from

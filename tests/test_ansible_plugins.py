@@ -260,9 +260,9 @@ def test_tier_flux_for_every_tier(source: str, cascade: bool) -> None:
     assert [e["src"] for e in plan] == (
         [f"{source}_raw", f"{source}_1m", f"{source}_5m"] if cascade else [f"{source}_raw"] * 3
     )
-    # A tier without a chunk gets 1440 windows (at most 7 days); a new tier starts as far
-    # back as raw keeps; only a tier another one reads writes markers for it.
-    assert [e["chunk"] for e in plan] == ["1d", "5d", "7d"]
+    # A tier without a chunk gets a day; a new tier starts as far back as raw keeps; only
+    # a tier another one reads writes markers for it.
+    assert [e["chunk"] for e in plan] == ["1d", "1d", "7d"]
     assert {e["first"] for e in plan} == {"30d"}
     assert [e["announce"] for e in plan] == [cascade, cascade, False]
     # verify.yml allows a late point the time to go through the finer tiers.

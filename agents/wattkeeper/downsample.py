@@ -167,9 +167,13 @@ class TierTask:
     offset: str = "30s"
     # The raw bucket when ``src_bucket`` is a finer tier (mean fields are read from it).
     raw_bucket: str | None = None
-    # The most one run aggregates: this span of windows before now, and as much again of
-    # windows late points landed in. A catch-up after an outage takes several runs.
+    # The most one run aggregates of dense data: this span of windows since the last run,
+    # and as much again of windows late points landed in. A catch-up after an outage
+    # takes several runs. Sparse data goes faster: up to ``sparse`` per run while that
+    # holds at most ``budget`` values.
     chunk: str = "1d"
+    sparse: str = "7d"
+    budget: int = 50_000_000
     # Where a tier without a checkpoint starts (a new or converted installation): this
     # far before now; "0" starts at the oldest point in the source bucket.
     first: str = "30d"
@@ -180,8 +184,10 @@ class TierTask:
     lag: str = "0s"
 
     def __post_init__(self) -> None:
-        for d in (self.every, self.offset, self.chunk, self.lag):
+        for d in (self.every, self.offset, self.chunk, self.sparse, self.lag):
             _check_duration(d)
+        if duration_seconds(self.chunk) < duration_seconds(self.every):
+            raise ValueError(f"chunk {self.chunk} is shorter than a window ({self.every})")
         if self.first != "0":
             _check_duration(self.first)
 
@@ -196,6 +202,8 @@ class TierTask:
             every=self.every,
             offset=self.offset,
             chunk=self.chunk,
+            sparse=self.sparse,
+            budget=self.budget,
             src=_flux_str(self.src_bucket),
             dst=_flux_str(self.dst_bucket),
             org=_flux_str(self.org),
@@ -278,9 +286,8 @@ def duration_seconds(d: str) -> float:
 
 
 def default_chunk(every: str) -> str:
-    """A run's bound when the tier names none: 1440 windows, at most 7 days."""
-    seconds = min(duration_seconds(every) * 1440, 7 * 86400)
-    return f"{int(seconds) // 86400}d" if seconds % 86400 == 0 else f"{int(seconds)}s"
+    """A run's bound of dense data when the tier names none: a day (at least a window)."""
+    return "1d" if duration_seconds(every) <= 86400 else every
 
 
 def _retention_literal(retention: object) -> str:
@@ -331,6 +338,7 @@ def tier_tasks(
                 offset=offset,
                 raw_bucket=raw,
                 chunk=str(tier.get("chunk") or default_chunk(every)),
+                budget=int(str(tier.get("budget") or TierTask.budget)),
                 first=first,
                 announce=cascade and i + 1 < len(rolled),
                 lag=f"{int(lag)}s",

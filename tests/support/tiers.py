@@ -33,8 +33,8 @@ from wattkeeper.downsample import (
 TIERS: list[dict[str, object]] = [
     {"name": "raw", "retention": "30d"},
     {"name": "1m", "every": "1m", "chunk": "1d"},
-    {"name": "5m", "every": "5m", "chunk": "7d"},
-    {"name": "1h", "every": "1h", "chunk": "7d"},
+    {"name": "5m", "every": "5m", "chunk": "1d"},
+    {"name": "1h", "every": "1h", "chunk": "1d"},
 ]
 
 

@@ -140,6 +140,7 @@ def bucket_plan(
                     "first": task.first if task else None,
                     "announce": task.announce if task else False,
                     "lag": task.lag if task else None,
+                    "budget": task.budget if task else None,
                 }
             )
     return plan

@@ -64,6 +64,7 @@ def _tier_task(entry: dict[str, Any], org: str = "", offset: str = "30s") -> Any
         first=entry["first"],
         announce=bool(entry["announce"]),
         lag=entry.get("lag") or "0s",
+        **({"budget": int(entry["budget"])} if entry.get("budget") else {}),
     )
 
 
