@@ -16,23 +16,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import test_luxtronik
 from conftest import Target, run_wattkeeper, spawn_wattkeeper
 from support.agentproc import wait_for
 from support.influxd import free_port
-from support.simproc import simulator_processes, start_simulator
 from test_luxtronik import FREEZE, Sim, influx_fields, lux_config
 
 from wattkeeper.sources.luxtronik.reader import field_value
 
-
-@pytest.fixture
-def start_sim(tmp_path: Path) -> Iterator[Callable[..., Sim]]:
-    with simulator_processes("luxtronik", tmp_path) as started:
-
-        def start(*extra: str) -> Sim:
-            return Sim(*start_simulator(started, "luxtronik", tmp_path, *extra))
-
-        yield start
+start_sim = test_luxtronik.start_sim  # the simulator fixture, shared
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 import requests
-from conftest import Target, agent_config, run_wattkeeper
+from conftest import Target, run_wattkeeper
 from test_wattivahti import (
     API_PATH,
     MP,
@@ -27,6 +27,7 @@ from test_wattivahti import (
     Setup,
     Sim,
     assert_quarters,
+    make_setup,
     points,
     run_once,
     simulators,
@@ -74,37 +75,10 @@ def hook() -> Iterator[Hook]:
 
 
 def setup(
-    tmp_path: Path,
-    target: Target,
-    simulator: Callable[..., Sim],
-    *sim_args: str,
-    agent: dict[str, Any] | None = None,
-    alerts: dict[str, Any] | None = None,
-    **source: Any,
+    tmp_path: Path, target: Target, simulator: Callable[..., Sim], *sim_args: str, **kw: Any
 ) -> Setup:
-    """Like test_wattivahti.make_setup, with [agent] and [alerts] keys of the test's own."""
-    first = f"rt-{uuid.uuid4().hex}"
-    token_file = tmp_path / "state" / "refresh_token"
-    token_file.parent.mkdir(exist_ok=True)
-    token_file.write_text(first + "\n")
-    token_file.chmod(0o600)
-    sim = simulator("--initial-refresh-token", first, *sim_args)
-    table: dict[str, Any] = {
-        "metering_point": MP,
-        "token_url": sim.token_url,
-        "api_url": sim.base + API_PATH,
-        "refresh_token_file": token_file,
-        "initial_days": 1,
-        "timeout": "5s",
-        **source,
-    }
-    extra: dict[str, Any] = {}
-    if agent:
-        extra["agent"] = agent
-    if alerts:
-        extra["alerts"] = alerts
-    cfg = agent_config(tmp_path, target, "wattivahti", table, **extra)
-    return Setup(sim, cfg, token_file, tmp_path)
+    """make_setup with one day back by default."""
+    return make_setup(tmp_path, target, simulator, *sim_args, **{"initial_days": 1, **kw})
 
 
 def sync(s: Setup, first: str, last: str) -> Any:
@@ -129,8 +103,10 @@ def test_transient_invalid_grant_is_retried_then_alerted_only_after_the_threshol
         simulator,
         "--quarter-hour-since",
         "2020-01-01",
-        agent={"failure_threshold": 2},
-        alerts={"slack_webhook_url": hook.url, "min_interval": "1s"},
+        sections={
+            "agent": {"failure_threshold": 2},
+            "alerts": {"slack_webhook_url": hook.url, "min_interval": "1s"},
+        },
     )
     # One AADB2C90085 (invalid_grant, as B2C sends it): retried in the same run.
     s.sim.fault("b2c_transient")
