@@ -59,7 +59,7 @@ def test_refused_port_says_what_to_switch_on_and_where(
     for words in (
         f"nothing listens on port {refusing_controller}",
         "Firmware 3.90 and later switch this interface off by default",
-        "switch it on in the heat pump's own menu",
+        "switch the web interface on in the heat pump's own menu",
         "luxtronik.port",
     ):
         assert words in line, line

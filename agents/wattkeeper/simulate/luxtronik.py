@@ -21,10 +21,12 @@ given, for tests that count generated against landed (the timestamp is the simul
 clock's, unique per answer when ``--time-scale`` is large enough). ``--truth-words FILE``
 appends the same readings with every word served, one JSON line each.
 
-Real behaviours the tests switch on: ``--interface-off`` (firmware 3.90 and later ship
-with the port-8889 interface switched off, also after an update: BenPru/luxtronik#262;
-the port refuses connections), ``--unknown-codes`` (selection codes python-luxtronik has
-no name for, as a newer model's HeatpumpCode: Bouni/python-luxtronik#197).
+Real behaviours the tests switch on: ``--interface-off`` (since firmware 3.90 the web
+server and the interface are switched on separately, and users found them off after the
+update: BenPru/luxtronik#262; that the port then refuses connections, rather than
+dropping them, is an assumption: the thread does not say), ``--unknown-codes``
+(selection codes python-luxtronik has no name for, as a newer model's HeatpumpCode:
+Bouni/python-luxtronik#197).
 
 This module uses the standard library only (not python-luxtronik), so it ships in the
 agent wheel and cannot share a bug with the client it is tested against.

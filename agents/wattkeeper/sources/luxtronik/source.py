@@ -29,9 +29,10 @@ def refused_hint(port: int) -> str:
     return (
         f"connection refused: nothing listens on port {port}. Firmware 3.90 and later "
         "switch this interface off by default, also when an older controller is updated: "
-        "switch it on in the heat pump's own menu, on its display (3.90 separated it from "
-        "the web server on port 80; BenPru/luxtronik#262), then run `wattkeeper check` "
-        "again. Controllers with firmware older than V1.73 use port 8888 (luxtronik.port)"
+        "switch the web interface on in the heat pump's own menu, on its display (since "
+        "3.90 it is switched on separately from the web server on port 80; "
+        "BenPru/luxtronik#262), then run `wattkeeper check` again. Controllers with "
+        "firmware older than V1.73 use port 8888 (luxtronik.port)"
     )
 
 
