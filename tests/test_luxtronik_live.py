@@ -22,6 +22,8 @@ from support.agentproc import wait_for
 from support.influxd import free_port
 from test_luxtronik import FREEZE, Sim, influx_fields, lux_config
 
+from wattkeeper.downsample import rollup_query
+from wattkeeper.sources.luxtronik import PLUGIN
 from wattkeeper.sources.luxtronik.reader import field_value
 
 start_sim = test_luxtronik.start_sim  # the simulator fixture, shared
@@ -92,6 +94,10 @@ def test_unknown_codes_land_raw_and_are_counted(
         f"{sim.port}; 3 written raw, codes python-luxtronik has no name for: "
         "ID_WEB_Code_WP_akt_2_raw=76, ID_WEB_Code_WP_akt_raw=76, ID_WEB_WP_BZ_akt_raw=8"
     ) in res.stderr
+    # The tiers keep a raw code's last value (declared with the source's roll-up).
+    flux = rollup_query(list(PLUGIN.rollups), target.bucket, "1m", "-1h", "now()")
+    tier = [r for r in target.server.query(flux) if r.get("_field") == "ID_WEB_Code_WP_akt_raw"]
+    assert [float(r["_value"]) for r in tier] == [76.0], tier
 
 
 # -- the truth test -----------------------------------------------------------------------
