@@ -70,6 +70,17 @@ class Sim(SimProcess):
     def offline(self, start: str, end: str) -> None:
         self._post("/_offline", {"start": start, "end": end})
 
+    def mini(self, state: str, device: str = "") -> None:
+        self._post("/_mini", {"state": state, "device": device})
+
+    def swap(self, device: str) -> str:
+        return str(self._post("/_swap", {"device": device})["new_device"])
+
+    def served(self) -> list[dict[str, Any]]:
+        r = requests.get(self.base + "/_served", timeout=10)
+        r.raise_for_status()
+        return list(r.json())
+
     def now(self) -> float:
         return float(self.stats()["now"])
 
@@ -890,7 +901,7 @@ def test_simulator_answers_as_kraken_does(simulator: Callable[..., Sim]) -> None
         datetime.fromisoformat(x["readAt"]).timestamp() + 60 <= sim.now()
         for x in r.json()["data"]["smartMeterTelemetry"]
     )
-    r = gql(sim, tq, token, d=DEVICE, s=start, e=end, g="HOURLY")
+    r = gql(sim, tq, token, d=DEVICE, s=start, e=end, g="WEEKLY")
     assert r.status_code == 400 and "TelemetryGrouping" in r.text
     r = gql(sim, tq, token, d=DEVICE, s="2020-01-01T00:00:00Z", e=end, g="TEN_SECONDS")
     assert r.json()["errors"][0]["extensions"]["errorCode"] == "KT-GB-4051"
