@@ -674,11 +674,12 @@ def test_discovery_on_an_account_with_solar_finds_import_and_export(
         sim,
         account_number="A-SOLAR002",
         grouping="FIVE_MINUTES",
-        initial_backfill="30m",
+        initial_backfill="31m",
     )
-    # Solar in the middle of a (UTC) day: the server's clock says noon.
+    # Solar in the middle of a (UTC) day: the server's clock says 20 s past noon (not the
+    # very second a group ends: the agent takes a group once its end is past for certain).
     now = sim.now()
-    sim.advance((now // 86400 + 1) * 86400 + 12 * 3600 - now)
+    sim.advance((now // 86400 + 1) * 86400 + 12 * 3600 + 20 - now)
     r = run_once(s)
     assert r.returncode == 0, r.stderr
     assert "Home Mini device 00-0D-6F-00-0A-DE-00-02 (export meter 00-0D-6F-00-0A-DE-00-03)" in (
