@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-# Every finite form of str(Decimal): sign, digits, fraction, an exponent with its sign
-# ("0E+1", "1E-7", "1.25E+6"). ASCII digits only: no "1٢".
-_DECIMAL = re.compile(r"-?[0-9]+(?:\.[0-9]+)?(?:E[+-][0-9]+)?")
+# Every finite form of str(Decimal): sign, digits (no leading zero), fraction, an exponent
+# with its sign ("0E+1", "1E-7", "1.25E+6"). ASCII digits only: no "1٢".
+_DECIMAL = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:E[+-][0-9]+)?")
 
 # The telemetry fields we ask for, in the API's names.
 TELEMETRY_FIELDS = (
