@@ -9,6 +9,7 @@ import importlib.util
 import os
 import sys
 import tomllib
+import types
 import typing
 from pathlib import Path
 from typing import Any
@@ -208,8 +209,10 @@ def test_duration_keys_match_the_agent() -> None:
     found = set()
     for cls in _all_config_classes():
         for name, tp in _dataclass_fields(cls).items():
-            if typing.get_origin(tp) is typing.Annotated and typing.get_args(tp)[1] is _Duration:
-                found.add(name)
+            optional = typing.get_origin(tp) in (types.UnionType, typing.Union)
+            for t in typing.get_args(tp) if optional else (tp,):  # Duration | None too
+                if typing.get_origin(t) is typing.Annotated and typing.get_args(t)[1] is _Duration:
+                    found.add(name)
     assert found == set(F.DURATION_KEYS)
 
 

@@ -70,6 +70,17 @@ class Sim(SimProcess):
     def offline(self, start: str, end: str) -> None:
         self._post("/_offline", {"start": start, "end": end})
 
+    def mini(self, state: str, device: str = "") -> None:
+        self._post("/_mini", {"state": state, "device": device})
+
+    def swap(self, device: str) -> str:
+        return str(self._post("/_swap", {"device": device})["new_device"])
+
+    def served(self) -> list[dict[str, Any]]:
+        r = requests.get(self.base + "/_served", timeout=10)
+        r.raise_for_status()
+        return list(r.json())
+
     def now(self) -> float:
         return float(self.stats()["now"])
 
@@ -663,11 +674,12 @@ def test_discovery_on_an_account_with_solar_finds_import_and_export(
         sim,
         account_number="A-SOLAR002",
         grouping="FIVE_MINUTES",
-        initial_backfill="30m",
+        initial_backfill="31m",
     )
-    # Solar in the middle of a (UTC) day: the server's clock says noon.
+    # Solar in the middle of a (UTC) day: the server's clock says 20 s past noon (not the
+    # very second a group ends: the agent takes a group once its end is past for certain).
     now = sim.now()
-    sim.advance((now // 86400 + 1) * 86400 + 12 * 3600 - now)
+    sim.advance((now // 86400 + 1) * 86400 + 12 * 3600 + 20 - now)
     r = run_once(s)
     assert r.returncode == 0, r.stderr
     assert "Home Mini device 00-0D-6F-00-0A-DE-00-02 (export meter 00-0D-6F-00-0A-DE-00-03)" in (
@@ -890,7 +902,7 @@ def test_simulator_answers_as_kraken_does(simulator: Callable[..., Sim]) -> None
         datetime.fromisoformat(x["readAt"]).timestamp() + 60 <= sim.now()
         for x in r.json()["data"]["smartMeterTelemetry"]
     )
-    r = gql(sim, tq, token, d=DEVICE, s=start, e=end, g="HOURLY")
+    r = gql(sim, tq, token, d=DEVICE, s=start, e=end, g="WEEKLY")
     assert r.status_code == 400 and "TelemetryGrouping" in r.text
     r = gql(sim, tq, token, d=DEVICE, s="2020-01-01T00:00:00Z", e=end, g="TEN_SECONDS")
     assert r.json()["errors"][0]["extensions"]["errorCode"] == "KT-GB-4051"

@@ -129,6 +129,9 @@ class AgentSection:
     flush_timeout: Duration = 10.0
     # Consecutive failed polls before the source is reported failing.
     failure_threshold: int = 3
+    # Alert when the newest reading is older than this ("0s": never). Unset: the source's
+    # own default (octopus 30m; the other sources never).
+    stale_after: Duration | None = None
 
     def validate(self, where: str, file: Path) -> None:
         if self.failure_threshold < 1:

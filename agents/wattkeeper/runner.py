@@ -36,6 +36,7 @@ from wattkeeper.source import (
     SourcePlugin,
     StreamingSource,
 )
+from wattkeeper.staleness import NEWEST_KEY, Staleness
 
 log = logging.getLogger("wattkeeper.agent")
 
@@ -140,6 +141,13 @@ class Agent:
         self._sink_lost_reported = 0
         self._source_lost_reported = 0
         self.source: Source | None = None
+        stale_after = cfg.agent.stale_after
+        self.staleness = Staleness(
+            self.buffer.get_state(NEWEST_KEY),
+            plugin.stale_after if stale_after is None else stale_after,
+            plugin.stale_subject,
+            self.alerter,
+        )
 
     # -- event hooks ------------------------------------------------------------------
 
@@ -284,6 +292,12 @@ class Agent:
             if now >= next_metrics:
                 self._write_metrics()
                 next_metrics = now + self.cfg.agent.metrics_interval
+            if (streaming or self.last_poll_ok is not None) and not getattr(
+                self.source, "behind", False
+            ):
+                # Judged once a poll worked (a failing source has its own alert), and not
+                # while a source with a cursor is still catching up.
+                self.staleness.check()
             if delivery.is_alive():
                 self.notifier.watchdog()
             self.notifier.status(self._status_line())
@@ -340,9 +354,11 @@ class Agent:
             log.exception("poll failed unexpectedly")
             self._poll_failed(f"{type(exc).__name__}: {exc}")
             return False
+        newest = self.staleness.note(batch)
         if not self._commit(batch):
             self._poll_failed("the buffer cannot be written and no more readings can be held")
             return False
+        self.staleness.committed(newest)
         if batch.rejected:
             self.poll_errors += batch.rejected
         if self.consecutive_failures >= self.cfg.agent.failure_threshold:
@@ -443,7 +459,10 @@ class Agent:
     def _commit_stream(self) -> None:
         points = self.sink.drain()
         if points or self._held:
-            self._commit(Batch(points=points))
+            batch = Batch(points=points)
+            newest = self.staleness.note(batch)
+            if self._commit(batch):
+                self.staleness.committed(newest)
         lost = self.sink.overflow + self.held_dropped
         if lost > self._sink_lost_reported:
             log.error(
@@ -481,6 +500,7 @@ class Agent:
             f"last poll {_fmt_time(self.last_poll_ok)}"
             + ("" if st.connected else f"; InfluxDB unavailable: {st.last_error[:80]}")
             + (f"; buffer not writable, {len(self._held)} held" if self._held else "")
+            + self.staleness.status()
         )
 
     def _write_metrics(self) -> None:
@@ -494,6 +514,7 @@ class Agent:
             "points_dropped": float(c["points_dropped"] + lost),
             "points_dead": float(c["points_dead"]),
             "poll_errors": float(self.poll_errors),
+            "stale_seconds": float(round(self.staleness.seconds())),
         }
         if self.deliverer.status.last_success is not None:
             fields["last_success_unixtime"] = float(int(self.deliverer.status.last_success))

@@ -58,6 +58,10 @@ class Batch:
     state: dict[str, Any] = field(default_factory=dict)
     # Readings the source refused (not a number, incomplete poll), for the poll_errors count.
     rejected: int = 0
+    # Unix time the newest reading reaches, when its timestamp understates it (a reading
+    # stamped at the start of its interval covers up to the interval's end). Else the
+    # newest point's own time counts.
+    newest: float | None = None
 
 
 class StateStore(Protocol):
@@ -127,3 +131,7 @@ class SourcePlugin:
     description: str = ""
     # How the InfluxDB role downsamples this source's measurements (1m, 5m, 1h tiers).
     rollups: Sequence[Rollup] = ()
+    # Alert when no reading is newer than this many seconds (None: never), unless
+    # [agent] stale_after says otherwise; the alert names ``stale_subject``.
+    stale_after: float | None = None
+    stale_subject: str = "the source"

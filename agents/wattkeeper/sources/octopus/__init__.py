@@ -30,4 +30,8 @@ PLUGIN = SourcePlugin(
             },
         ),
     ),
+    # A frozen Home Mini: the API answers, nothing new arrives (BottlecapDave/
+    # HomeAssistant-OctopusEnergy#1733); its users asked for a warning after 30 min (#1849).
+    stale_after=1800.0,
+    stale_subject="the Home Mini",
 )
