@@ -12,6 +12,7 @@ from wattkeeper.downsample import Rollup
 from wattkeeper.source import SourceContext, SourcePlugin
 from wattkeeper.sources.luxtronik.config import LuxtronikSection
 from wattkeeper.sources.luxtronik.report import add_commands
+from wattkeeper.sources.luxtronik.sensors import SENSORS, describe
 from wattkeeper.sources.luxtronik.source import LuxtronikSource
 
 
@@ -47,4 +48,6 @@ PLUGIN = SourcePlugin(
     add_commands=add_commands,
     description="Luxtronik 2 heat pump controller (python-luxtronik, TCP 8889), read-only",
     rollups=(Rollup("luxtronik", fields=dict.fromkeys(_COUNTERS, "last"), default="mean"),),
+    sensors=SENSORS,
+    describe_sensor=describe,
 )
