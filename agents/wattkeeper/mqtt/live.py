@@ -162,6 +162,7 @@ class LiveView:
         """Entries that could not be sent: mark them changed again (newer ones win)."""
         with self._lock:
             self._dirty.update(k for k in entries if k in self._entries)
+        self.changed.set()
 
     def everything(self) -> dict[str, Entry]:
         """Every entry (after a reconnect or when Home Assistant restarted)."""

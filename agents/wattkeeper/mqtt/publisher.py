@@ -77,6 +77,8 @@ class Publisher:
         self._resend = True
         self._announced: set[str] = set()
         self._last_health = 0.0
+        self._health_reading: int | None = None
+        self._final_sent = False
         self._last_states = 0.0
         self._failing_since: float | None = None
         self._reminded = 0.0
@@ -224,10 +226,10 @@ class Publisher:
 
     def _drained(self) -> bool:
         return (
-            not self._resend
+            self._final_sent
+            and not self._resend
             and not self.view.changed.is_set()
             and not self.client.want_write()
-            and self._last_health > 0
         )
 
     # -- publishing -----------------------------------------------------------------------
@@ -239,7 +241,8 @@ class Publisher:
         if self._resend:
             self._resend = False
             self._announced.clear()
-            client.publish(self.ident.availability, ONLINE, qos=1, retain=True)
+            if not self.oneshot:
+                client.publish(self.ident.availability, ONLINE, qos=1, retain=True)
             self._announce_health(client)
             entries = self.view.everything()
             self.view.take()
@@ -250,7 +253,12 @@ class Publisher:
             if entries:
                 self._send_states(client, entries)
                 self._last_states = now
-        if final or now - self._last_health >= HEALTH_EVERY or self._last_health == 0:
+        # Health: every HEALTH_EVERY, and soon after a new reading (the age starts again).
+        fresh = self.view.last_reading_ns != self._health_reading
+        due = now - self._last_health >= (self.cfg.interval if fresh else HEALTH_EVERY)
+        self._final_sent = final
+        if final or due or self._last_health == 0:
+            self._health_reading = self.view.last_reading_ns
             self._send_health(client)
             self._last_health = now
 
@@ -262,10 +270,12 @@ class Publisher:
     def _announce(self, client: paho.Client, component: str, key: str, cfg: dict[str, Any]) -> bool:
         info = client.publish(self.ident.config(component, key), json.dumps(cfg), qos=1,
                               retain=True)  # fmt: skip
-        if info.rc == paho.MQTT_ERR_SUCCESS:
-            self._announced.add(key)
-            return True
-        return False
+        # Queued is as good as sent (paho answers AGAIN while the socket is busy); only a
+        # full queue or no connection means "try again later".
+        if info.rc in (paho.MQTT_ERR_QUEUE_SIZE, paho.MQTT_ERR_NO_CONN):
+            return False
+        self._announced.add(key)
+        return True
 
     def _announce_health(self, client: paho.Client) -> None:
         avail = not self.oneshot
