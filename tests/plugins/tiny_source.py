@@ -29,9 +29,9 @@ class TinySection:
     # Every Nth poll fails with a SourceError.
     fail_every: int = 0
     run: str = "r1"
-    # The live view's tests: readings spread over this many `lane` tags (one sensor each),
-    # each carrying a text field of `pad` characters; "now" stamps readings with the poll
-    # time (to see the polling cadence in InfluxDB) instead of BASE + seq s.
+    # The live view's tests: each poll also gives the live view (not the buffer) one value
+    # per `lane` (a sensor each), a text of `pad` characters; "now" stamps readings with
+    # the poll time (to see the polling cadence in InfluxDB) instead of BASE + seq s.
     lanes: int = 1
     pad: int = 0
     clock: str = "seq"
@@ -59,15 +59,14 @@ class TinySource:
         for i, seq in enumerate(range(start, start + n)):
             bad = self.cfg.bad_every and seq % self.cfg.bad_every == self.cfg.bad_every - 1
             value: float | str = f"bad{seq}" if bad else float(seq)
-            fields: dict[str, float | str] = {"seq": value}
-            tags = {"run": self.cfg.run}
-            if self.cfg.lanes > 1:
-                tags["lane"] = f"l{seq % self.cfg.lanes}"
-            if self.cfg.pad:
-                fields["pad"] = f"{seq:08d}".ljust(self.cfg.pad, "x")
             t = now_ns + i if self.cfg.clock == "now" else BASE_NS + seq * 10**9
-            points.append(Point("tiny", dict(fields), t, tags))
-        return Batch(points=points, state={"tiny.next": start + n})
+            points.append(Point("tiny", {"seq": value}, t, {"run": self.cfg.run}))
+        live = [
+            Point("tiny_live", {"pad": f"{start}-{lane}".ljust(self.cfg.pad, "x")}, now_ns,
+                  {"lane": f"l{lane}"})
+            for lane in range(self.cfg.lanes if self.cfg.pad else 0)
+        ]  # fmt: skip
+        return Batch(points=points, state={"tiny.next": start + n}, live=live)
 
     def check(self) -> str:
         return "tiny source ready"
@@ -81,7 +80,7 @@ PLUGIN = SourcePlugin(
     config_class=TinySection,
     factory=TinySource,
     sensors=(
-        Sensor("seq", "Sequence", "tiny", "seq", state_class="measurement", per_tag="lane"),
-        Sensor("pad", "Pad", "tiny", "pad", per_tag="lane"),
+        Sensor("seq", "Sequence", "tiny", "seq", state_class="measurement"),
+        Sensor("pad", "Pad", "tiny_live", "pad", per_tag="lane"),
     ),
 )

@@ -207,7 +207,10 @@ class Publisher:
         try:
             self.client.connect(self.cfg.host, self.cfg.port, keepalive=int(self.cfg.keepalive))
         except ssl.SSLCertVerificationError as exc:
-            self._failed(f"{exc.verify_message or exc} (check [mqtt] ca_file and the host name)")
+            why = exc.verify_message or exc.reason
+            self._failed(
+                f"certificate verify failed: {why} (check [mqtt] ca_file and the host name)"
+            )
         except (OSError, ValueError) as exc:
             self._failed(str(exc) or type(exc).__name__)
         else:

@@ -229,6 +229,8 @@ DURATION_KEYS = frozenset(
         "min_spacing",
         "connect_timeout",
         "debounce",
+        "keepalive",
+        "stale_after",
     }
 )
 _ACCOUNT = re.compile(r"^A-[0-9A-Z]{6,10}$")
