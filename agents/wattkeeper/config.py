@@ -235,8 +235,8 @@ class MqttSection:
     keepalive: Duration = 60.0
     # Values outside the source's default set to publish too, by field name (Luxtronik).
     sensors: list[str] = field(default_factory=list)
-    # No reading for this long: the agent is reported stale (default 15m; oneshot 2 days).
-    stale_after: Duration | None = None
+    # No reading for this long: the agent is reported stale (0: 15m; for a oneshot, 2 days).
+    stale_after: Duration = 0.0
     password: str | None = field(default=None, init=False, repr=False)
 
     def validate(self, where: str, file: Path) -> None:
