@@ -7,6 +7,7 @@ delivery must not notice.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import signal
@@ -523,3 +524,41 @@ def test_mqtts_verifies_the_broker_certificate(tmp_path: Path) -> None:
     finally:
         watcher.close()
         broker.stop()
+
+
+# -- the Ansible side (no containers) ----------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_role_renders_an_mqtt_section_the_agent_loads(broker: Broker, tmp_path: Path) -> None:
+    """What roles/wattkeeper/tasks/source.yml renders for [mqtt], loaded by the agent."""
+    import yaml
+    from support.mosquitto import _filters
+
+    from wattkeeper.config import MqttSection
+
+    f = _filters()
+    ca = tmp_path / "mqtt-ca.crt"
+    ca.write_text("not checked until connecting\n")
+    mqtt = {"url": "mqtts://broker.lan:8883", "username": "wattkeeper", "interval": "10s",
+            "password_file": str(broker.password_file), "ca_file": str(ca),
+            "sensors": ["ID_WEB_Freq_VD"]}  # fmt: skip
+    path = tmp_path / "luxtronik.toml"
+    influx = {"url": "http://192.0.2.1:8086", "org": "home", "bucket": "b", "token": "t" * 20}
+    path.write_text(f.to_toml({"influxdb": influx, "mqtt": mqtt, "luxtronik": {"host": "h"}}))
+    cfg = load_config(path, "luxtronik", load_plugin("luxtronik").config_class, set())
+    assert (cfg.mqtt.host, cfg.mqtt.port, cfg.mqtt.tls) == ("broker.lan", 8883, True)
+    assert cfg.mqtt.password == PASSWORD and PASSWORD not in repr(cfg.mqtt)
+    specs = yaml.safe_load((ROOT / "roles/wattkeeper/meta/argument_specs.yml").read_text())
+    options = specs["argument_specs"]["main"]["options"]["wattkeeper_mqtt"]["options"]
+    role_set = {"password_file", "ca_file", "sensors"}  # variables of their own
+    keys = {fl.name for fl in dataclasses.fields(MqttSection) if fl.init}
+    assert set(options) == keys - role_set
+    problems = f.inventory_problems([], {"mqtt": {"url": "tcp://x"}}, {}, {})
+    assert problems == ["wattkeeper_mqtt.url: 'tcp://x' is not like mqtt://HOST:1883 or "
+                        "mqtts://HOST:8883"]  # fmt: skip
+    problems = f.inventory_problems(
+        [], {"mqtt": {"url": "mqtt://x"}}, {"wattkeeper_mqtt_password": "p"}, {}
+    )
+    assert problems == ["wattkeeper_mqtt.username is missing (wattkeeper_mqtt_password needs it)"]
