@@ -300,12 +300,30 @@ def test_each_source_appears_in_home_assistant(
         )
         attrs = watcher.latest(f"wattkeeper/host-{name}/{name}/consumption_last_day/attributes")
         assert "reading_time" in next(iter(attrs.values())).json()
+        _check_history_export(cfg, target)
     else:
         assert [m.payload for m in avail.values()] == ["offline"]  # said so when stopping
         assert all(c["availability_topic"].endswith("/availability") for c in configs.values())
     states = _check_states(watcher, configs)
     assert states[f"{node}_stale"] == "OFF"
     assert PASSWORD not in log
+
+
+def _check_history_export(cfg: Path, target: Target) -> None:
+    """`wattkeeper ha-statistics`: the history, hour by hour, as HA imports it."""
+    start = time.strftime("%Y-%m-%d", time.gmtime(time.time() - 5 * 86400))
+    sid = "sensor:wattivahti_consumption"
+    res = run_wattkeeper("ha-statistics", "-c", cfg, "--field", "consumption_wh",
+                         "--statistic-id", sid, "--start", start)  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    header, *rows = [line.split("\t") for line in res.stdout.splitlines()]
+    assert header == ["statistic_id", "unit", "start", "delta"] and len(rows) > 24
+    assert all(r[0] == sid and r[1] == "kWh" for r in rows)
+    assert all(r[2].endswith(":00") for r in rows)  # full hours only
+    total = target.query(
+        '|> range(start: 0) |> filter(fn: (r) => r._field == "consumption_wh") |> group() |> sum()'
+    )
+    assert abs(sum(float(r[3]) for r in rows) - float(total[0]["_value"]) / 1000) < 0.01
 
 
 # -- restarts, outages and a broker that never reads ------------------------------------
