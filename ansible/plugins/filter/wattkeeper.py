@@ -308,9 +308,7 @@ def _mqtt_problems(mqtt: dict[str, Any], secrets: dict[str, str]) -> list[str]:
         return []
     url = str(mqtt.get("url", ""))
     if not _MQTT_URL.match(url):
-        return [
-            f"wattkeeper_mqtt.url: {url!r} is not like mqtt://HOST:1883 or mqtts://HOST:8883"
-        ]
+        return [f"wattkeeper_mqtt.url: {url!r} is not like mqtt://HOST:1883 or mqtts://HOST:8883"]
     if secrets.get("wattkeeper_mqtt_password") and not mqtt.get("username"):
         return ["wattkeeper_mqtt.username is missing (wattkeeper_mqtt_password needs it)"]
     return []
