@@ -180,6 +180,16 @@ def test_password_file_readable_by_others_and_unknown_sensor_exit_78(
     cfg = agent_config(tmp_path, None, "tiny", {}, mqtt=broker.section(sensors=["nope"]))
     res = run_wattkeeper("run", TINY, "-c", cfg, "--once", timeout=30)
     assert res.returncode == 78 and "mqtt.sensors" in res.stderr and "nope" in res.stderr
+    # `wattkeeper check` logs in once: OK with the right password, FAIL with a wrong one.
+    cfg = agent_config(tmp_path, None, "tiny", {}, mqtt=broker.section())
+    res = run_wattkeeper("check", "-c", cfg, "--source", TINY, timeout=60)
+    assert "OK   mqtt" in res.stdout and "as wattkeeper: logged in" in res.stdout, res.stdout
+    loose.write_text("wrong-password")
+    loose.chmod(0o600)
+    cfg = agent_config(tmp_path, None, "tiny", {}, mqtt=broker.section(password_file=loose))
+    res = run_wattkeeper("check", "-c", cfg, "--source", TINY, timeout=60)
+    assert "FAIL mqtt" in res.stdout and "refused the login" in res.stdout, res.stdout
+    assert "wrong-password" not in res.stdout + res.stderr
 
 
 # -- every source, through a real broker ------------------------------------------------

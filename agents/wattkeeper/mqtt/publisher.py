@@ -340,6 +340,34 @@ def open_live_view(
     return view, Publisher(cfg.mqtt, view, ident, pending, oneshot=plugin.kind == "oneshot")
 
 
+def check_broker(cfg: MqttSection, timeout: float = 10.0) -> str:
+    """``wattkeeper check``: log in to the broker once; a line saying so, or an exception."""
+    result: list[Any] = []
+    c = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv311)
+    if cfg.username:
+        c.username_pw_set(cfg.username, cfg.password)
+    if cfg.tls:
+        c.tls_set(ca_certs=str(cfg.ca_file) if cfg.ca_file else None, cert_reqs=ssl.CERT_REQUIRED)
+    c.on_connect = lambda _c, _u, _f, rc, _p: result.append(rc)
+    c.connect_timeout = timeout
+    where = f"{'mqtts' if cfg.tls else 'mqtt'}://{cfg.host}:{cfg.port}"
+    try:
+        c.connect(cfg.host, cfg.port, keepalive=int(cfg.keepalive))
+    except ssl.SSLCertVerificationError as exc:
+        raise ConnectionError(f"{where}: certificate verify failed: {exc.verify_message}") from None
+    except OSError as exc:
+        raise ConnectionError(f"{where}: {exc}") from None
+    deadline = time.monotonic() + timeout
+    while not result and time.monotonic() < deadline and c.socket() is not None:
+        c.loop(timeout=0.2)
+    c.disconnect()
+    if not result:
+        raise ConnectionError(f"{where}: no answer to CONNECT within {timeout:.0f}s")
+    if result[0].is_failure:
+        raise ConnectionError(f"{where}: the broker refused the login: {result[0]}")
+    return f"{where}" + (f" as {cfg.username}" if cfg.username else "") + ": logged in"
+
+
 def format_value(sensor: Sensor, value: float | str) -> str:
     """A state payload: numbers scaled to the sensor's unit, enums and text as they are."""
     if isinstance(value, str):
