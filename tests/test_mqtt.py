@@ -29,7 +29,7 @@ from support.simproc import simulator_processes, start_simulator
 
 from wattkeeper.config import ConfigError, load_config
 from wattkeeper.mqtt.discovery import HEALTH, Identity, sensor_config, stale_config
-from wattkeeper.mqtt.live import LiveView
+from wattkeeper.mqtt.live import LiveView, shown_value
 from wattkeeper.point import Point
 from wattkeeper.registry import load_plugin
 from wattkeeper.sensors import Sensor
@@ -140,6 +140,20 @@ def test_energy_totals_never_go_back_and_old_readings_never_replace_newer() -> N
     again = LiveView([register, power, summed])
     again.restore(update.state["mqtt.live"])
     assert {k: e.value for k, e in again.everything().items()} == {"c": 10.0, "p": 5.0, "e": 2.5}
+
+
+def test_pulse_power_falls_while_no_pulse_comes() -> None:
+    """3600 W from the last interval, 1 Wh per pulse: 10 s later it is at most 360 W."""
+    power = next(s for s in load_plugin("pulse").sensors if s.key == "power")
+    view = LiveView([power])
+    t = 1_800_000_000
+    update = view.prepare([Point("pulse", {"power_w": 3600.0, "energy_wh": 1.0}, t * 10**9,
+                                 {"channel": "import"})])  # fmt: skip
+    assert update is not None
+    view.accept(update)
+    entry = view.everything()["import_power"]
+    assert shown_value(entry, t + 0.5) == 3600.0
+    assert shown_value(entry, t + 10) == pytest.approx(360.0)
 
 
 BAD_MQTT = [

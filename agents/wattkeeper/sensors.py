@@ -43,6 +43,11 @@ class Sensor:
     default: bool = True
     # Also publish the reading's time as an attribute (data that arrives hours late).
     with_time: bool = False
+    # Power measured between readings (pulses): the field holding the energy (Wh) one
+    # reading stands for. While no reading comes, the power shown cannot exceed that energy
+    # over the time since the last one, so a meter that stopped falls towards 0 W instead
+    # of showing its last power for hours.
+    per_reading_wh: str | None = None
     icon: str | None = None
 
 

@@ -39,6 +39,8 @@ class Entry:
     tag: str | None
     time_ns: int
     value: Value
+    # Sensor.per_reading_wh: the energy of the reading, bounding the power shown later.
+    bound_wh: float | None = None
 
 
 @dataclass
@@ -87,7 +89,7 @@ class LiveView:
             for key, e in entries.items() if isinstance(entries, dict) else ():
                 try:
                     sensor = by_key[e["s"]]
-                    entry = Entry(sensor, e.get("tag"), int(e["t"]), e["v"])
+                    entry = Entry(sensor, e.get("tag"), int(e["t"]), e["v"], e.get("b"))
                 except (KeyError, TypeError, ValueError):
                     continue  # a sensor no longer configured
                 self._entries[key] = entry
@@ -115,6 +117,10 @@ class LiveView:
                 key = object_key(s, tag)
                 old = changed.get(key) or current.get(key)
                 new = _merge(s, old, tag, p.time_ns, v)
+                if new is not None and s.per_reading_wh:
+                    bound = p.fields.get(s.per_reading_wh)
+                    if isinstance(bound, int | float) and not isinstance(bound, bool):
+                        new = Entry(s, tag, new.time_ns, new.value, float(bound))
                 if new is not None and new != old:
                     if old is None and len(current) + len(changed) >= MAX_SENSORS:
                         self._overflow(key)
@@ -126,7 +132,13 @@ class LiveView:
         state = {
             STATE_KEY: {
                 "entries": {
-                    k: {"s": e.sensor.key, "tag": e.tag, "t": e.time_ns, "v": e.value}
+                    k: {
+                        "s": e.sensor.key,
+                        "tag": e.tag,
+                        "t": e.time_ns,
+                        "v": e.value,
+                        "b": e.bound_wh,
+                    }
                     for k, e in snapshot.items()
                 },
                 "last_reading": last,
@@ -168,6 +180,18 @@ class LiveView:
         """Every entry (after a reconnect or when Home Assistant restarted)."""
         with self._lock:
             return dict(self._entries)
+
+
+def shown_value(entry: Entry, now: float) -> Value:
+    """The value to show now: a power between readings is bounded by the reading's energy
+    over the time since it (Sensor.per_reading_wh); anything else is as read."""
+    if entry.bound_wh is None or isinstance(entry.value, str):
+        return entry.value
+    age = now - entry.time_ns / 1e9
+    if age <= 0:
+        return entry.value
+    # Wh over seconds -> W; the same unit as the field (power_w).
+    return min(entry.value, entry.bound_wh * 3600.0 / age)
 
 
 def _merge(s: Sensor, old: Entry | None, tag: str | None, t: int, v: Any) -> Entry | None:

@@ -33,7 +33,7 @@ from wattkeeper.mqtt.discovery import (
     slug,
     stale_config,
 )
-from wattkeeper.mqtt.live import Entry, LiveView
+from wattkeeper.mqtt.live import Entry, LiveView, shown_value
 from wattkeeper.sensors import Sensor
 
 if TYPE_CHECKING:
@@ -79,6 +79,8 @@ class Publisher:
         self._last_health = 0.0
         self._health_reading: int | None = None
         self._final_sent = False
+        self._published: dict[str, str] = {}
+        self._last_decay = 0.0
         self._last_states = 0.0
         self._failing_since: float | None = None
         self._reminded = 0.0
@@ -256,6 +258,9 @@ class Publisher:
             if entries:
                 self._send_states(client, entries)
                 self._last_states = now
+        if now - self._last_decay >= max(self.cfg.interval, 5.0):
+            self._last_decay = now
+            self._send_decayed(client)
         # Health: every HEALTH_EVERY, and soon after a new reading (the age starts again).
         fresh = self.view.last_reading_ns != self._health_reading
         due = now - self._last_health >= (self.cfg.interval if fresh else HEALTH_EVERY)
@@ -299,12 +304,25 @@ class Publisher:
                 if not self._announce(client, "sensor", key, cfg):
                     unsent[key] = e
                     continue
-            client.publish(self.ident.state(key), format_value(e.sensor, e.value), retain=True)
+            payload = format_value(e.sensor, shown_value(e, time.time()))
+            client.publish(self.ident.state(key), payload, retain=True)
+            self._published[key] = payload
             if e.sensor.with_time:
                 attrs = {"reading_time": _iso(e.time_ns)}
                 client.publish(self.ident.attributes(key), json.dumps(attrs), retain=True)
         if unsent:
             self.view.give_back(unsent)
+
+    def _send_decayed(self, client: paho.Client) -> None:
+        """Powers between pulses that fall while no pulse comes (Sensor.per_reading_wh)."""
+        wall = time.time()
+        for key, e in self.view.everything().items():
+            if e.bound_wh is None or key not in self._announced:
+                continue
+            payload = format_value(e.sensor, shown_value(e, wall))
+            if payload != self._published.get(key):
+                client.publish(self.ident.state(key), payload, retain=True)
+                self._published[key] = payload
 
     def _send_health(self, client: paho.Client) -> None:
         last = self.view.last_reading_ns
