@@ -16,7 +16,7 @@ deps: ## install the Debian packages the tests and the demo need (podman, deboot
 $(VENV)/.installed: requirements-dev.txt agents/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements-dev.txt -e 'agents[luxtronik]'
+	$(PY) -m pip install -q -r requirements-dev.txt -e 'agents[luxtronik,mqtt]'
 	touch $@
 
 venv: $(VENV)/.installed ## create the virtualenv with the agent and the dev tools

@@ -25,6 +25,7 @@ from wattkeeper.config import EX_CONFIG, EX_TEMPFAIL, AgentConfig
 from wattkeeper.delivery import Deliverer, Flush
 from wattkeeper.influx import InfluxClient
 from wattkeeper.journal import SECRETS
+from wattkeeper.mqtt.live import STATE_KEY, LiveView
 from wattkeeper.point import Point
 from wattkeeper.sdnotify import Notifier
 from wattkeeper.source import (
@@ -97,6 +98,7 @@ class Agent:
         self.name = plugin.name
         SECRETS.add(cfg.influxdb.token)
         SECRETS.add(cfg.alerts.slack_webhook_url)
+        SECRETS.add(cfg.mqtt.password)
         self.alerter = Alerter(
             cfg.alerts.slack_webhook_url,
             agent=f"wattkeeper-{self.name}@{cfg.agent.host}",
@@ -148,6 +150,9 @@ class Agent:
             plugin.stale_subject,
             self.alerter,
         )
+        # The optional live view in Home Assistant ([mqtt]); see wattkeeper.mqtt.
+        self.live: LiveView | None = None
+        self.publisher: Any = None
 
     # -- event hooks ------------------------------------------------------------------
 
@@ -190,6 +195,7 @@ class Agent:
                 once=self.once,
             )
             self.source = self.plugin.factory(ctx)
+            self._open_live_view()
         except SourceFatal as exc:
             try:
                 return self._fatal(exc)
@@ -225,7 +231,31 @@ class Agent:
         self.notifier.send("STATUS=configuration error: " + str(exc)[:200], "ERRNO=78")
         return EX_CONFIG
 
+    def _open_live_view(self) -> None:
+        """Start publishing to MQTT if [mqtt] is set; paho is imported only then."""
+        if not self.cfg.mqtt.url:
+            return
+        try:
+            from wattkeeper.mqtt.publisher import open_live_view
+        except ImportError as exc:
+            raise SourceFatal(
+                f"[mqtt] needs paho-mqtt ({exc}): pip install 'wattkeeper[mqtt]'", key="mqtt.url"
+            ) from None
+        try:
+            self.live, self.publisher = open_live_view(
+                self.cfg, self.plugin, self.buffer.get_state(STATE_KEY), lambda: self.buffer.pending
+            )
+        except ValueError as exc:
+            raise SourceFatal(str(exc), key="mqtt.sensors") from None
+        self.publisher.start()
+
+    def _stop_live_view(self, timeout: float) -> None:
+        if self.publisher is not None:
+            self.publisher.stop(timeout)
+            self.publisher = None
+
     def _close(self) -> None:
+        self._stop_live_view(2.0)
         if self.source is not None:
             try:
                 self.source.close()
@@ -250,6 +280,8 @@ class Agent:
         deadline = time.monotonic() + self.cfg.agent.flush_timeout
         outcome = self.deliverer.flush(deadline)
         pending = self.buffer.pending
+        # The live view's last word (a oneshot's newest values): a short, bounded wait.
+        self._stop_live_view(min(5.0, max(1.0, deadline - time.monotonic())))
         self._report_unstored()
         if outcome is Flush.EMPTY and pending == 0 and not self._held:
             log.info("delivered everything; buffer empty")
@@ -320,6 +352,7 @@ class Agent:
         delivery.join(max(0.0, deadline - time.monotonic()))
         if not delivery.is_alive():
             self.deliverer.flush(deadline)
+        self._stop_live_view(min(2.0, max(0.1, deadline - time.monotonic())))
         self._report_unstored()
         pending = self.buffer.pending
         if pending:
@@ -387,6 +420,9 @@ class Agent:
         """Store a poll's readings with its state. On a buffer that cannot be written (a
         full disk), hold them in memory instead; False only if they had to be dropped."""
         lines = self._encode(batch.points)
+        live = self.live.prepare([*batch.points, *batch.live]) if self.live else None
+        if live is not None:
+            batch.state = {**batch.state, **live.state}
         every, state = lines, batch.state
         if self._held:
             every = list({**self._held, **dict.fromkeys(lines)})
@@ -397,6 +433,8 @@ class Agent:
             # Nothing of this poll is in the buffer, nor its cursor: hold it, say so.
             kept = self._hold(lines, batch.state)
             self._cannot_write(exc)
+            if kept and live is not None and self.live is not None:
+                self.live.accept(live)  # held with its state: committed with the next commit
             return kept
         if self._write_failing_since is not None:
             log.warning(
@@ -406,6 +444,8 @@ class Agent:
             )
             self._write_failing_since = None
         self._held, self._held_bytes, self._held_state = {}, 0, {}
+        if live is not None and self.live is not None:
+            self.live.accept(live)
         if every:
             self.deliverer.notify()
         return True

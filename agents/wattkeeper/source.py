@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from wattkeeper.downsample import Rollup
 from wattkeeper.point import Point
+from wattkeeper.sensors import Sensor
 
 if TYPE_CHECKING:
     from wattkeeper.config import AgentConfig
@@ -62,6 +63,9 @@ class Batch:
     # stamped at the start of its interval covers up to the interval's end). Else the
     # newest point's own time counts.
     newest: float | None = None
+    # Values for the live view only (Home Assistant), never stored: summaries a source
+    # alone can make, such as WattiVahti's last complete day and hour.
+    live: list[Point] = field(default_factory=list)
 
 
 class StateStore(Protocol):
@@ -135,3 +139,7 @@ class SourcePlugin:
     # [agent] stale_after says otherwise; the alert names ``stale_subject``.
     stale_after: float | None = None
     stale_subject: str = "the source"
+    # What the live view shows in Home Assistant (wattkeeper.sensors), declared as data.
+    sensors: Sequence[Sensor] = ()
+    # A field outside ``sensors`` that a user named in [mqtt] sensors, described (or None).
+    describe_sensor: Callable[[str], Sensor | None] | None = None

@@ -13,6 +13,7 @@ from wattkeeper.source import SourceContext, SourcePlugin
 from wattkeeper.sources.luxtronik.config import LuxtronikSection
 from wattkeeper.sources.luxtronik.reader import raw_field_names
 from wattkeeper.sources.luxtronik.report import add_commands
+from wattkeeper.sources.luxtronik.sensors import SENSORS, describe
 from wattkeeper.sources.luxtronik.source import LuxtronikSource
 
 
@@ -56,4 +57,6 @@ PLUGIN = SourcePlugin(
             default="mean",
         ),
     ),
+    sensors=SENSORS,
+    describe_sensor=describe,
 )

@@ -31,6 +31,7 @@ from wattkeeper.sources.wattivahti.api import (
 from wattkeeper.sources.wattivahti.auth import Authenticator, read_refresh_token
 from wattkeeper.sources.wattivahti.config import WattiVahtiSection
 from wattkeeper.sources.wattivahti.localtime import HELSINKI, day_windows
+from wattkeeper.sources.wattivahti.summary import complete_periods
 
 MEASUREMENT = "wattivahti"
 HOUR = timedelta(hours=1)
@@ -94,6 +95,8 @@ class WattiVahtiSource:
         self.pt15_key = f"wattivahti.pt15min_since.{self.mp}"
         self._plan: list[Window] = []
         self.finished = False
+        # The newest complete day and hour seen in this run, for the live view.
+        self._complete: dict[str, Point] = {}
 
     # -- Source protocol ------------------------------------------------------------------
 
@@ -286,6 +289,10 @@ class WattiVahtiSource:
         if self.sync_range is not None:
             lo, hi = self.sync_range
             fields = {t: f for t, f in fields.items() if lo <= t < hi}
+        for summary in complete_periods(fields, self.mp):
+            known_p = self._complete.get(summary.measurement) if summary else None
+            if summary and (known_p is None or summary.time_ns >= known_p.time_ns):
+                self._complete[summary.measurement] = summary
         points = [
             Point.at(MEASUREMENT, t, f, {"metering_point": self.mp})
             for t, f in sorted(fields.items())
@@ -310,7 +317,9 @@ class WattiVahtiSource:
             sum(1 for f in fields.values() if f["resolution"] == "PT1H"),
             f", {rejected} rejected" if rejected else "",
         )
-        return Batch(points=points, state=state, rejected=rejected)
+        return Batch(
+            points=points, state=state, rejected=rejected, live=list(self._complete.values())
+        )
 
     def _quarters(
         self,
