@@ -80,12 +80,9 @@ def run(record: Record) -> None:
 def _run(record: Record, env: dict[str, str], label: str) -> None:
     _stage("destroy", env)
     try:
+        # Molecule's create runs prepare.yml too (sshd from Debian's mirror).
         seconds, _ = _stage("create", env)
-        record("provisioning", f"{label}: create two podman systemd hosts", seconds, "s", "")
-        # Molecule's converge runs prepare.yml first if it has not run: run it on its own.
-        seconds, _ = _stage("prepare", env)
-        if label == "SSH":
-            record("provisioning", f"{label}: install sshd (prepare.yml)", seconds, "s", "")
+        record("provisioning", f"{label}: create two podman systemd hosts, sshd", seconds, "s", "")
         seconds, output = _stage("converge", env)
         ok, changed = _recap(output)
         record(
