@@ -465,6 +465,37 @@ NOTES = """
   uses about 12 % (it syncs its log per metric). At a reading every 10 s both are idle
   (0.07 %).
 
+## Provisioning: what was cut, and what is next
+
+An idempotent re-run of site.yml on the scenario's two hosts was about two minutes
+through podman (125 s on an idle machine). Profiled with the profile_tasks callback
+(`ANSIBLE_CALLBACKS_ENABLED=ansible.posix.profile_tasks`), the time went to: building
+the agent wheel on the controller on every run (an isolated build environment with
+setuptools from the index: 2-37 s by the network), `pip download` of the wheelhouse on
+every run (5-8 s, it asks the index), the wheelhouse copied file by file (a round trip
+per wheel), one systemd call per unit (nine on the collector), full fact gathering on
+both hosts, and one module call per loop item everywhere else. Cut in roles/wattkeeper
+and site.yml: the wheel is built only when the agent's source changed (a stamp of its
+content), the wheelhouse only when the dependencies changed and goes over as one
+reproducible archive, the units' state is read with one `systemctl show` and only units
+not already enabled and running are acted on, and facts are gathered once, on the
+InfluxDB host only, network subset only (the roles use none; an inventory may derive
+`wattkeeper_influxdb_url` from `ansible_default_ipv4`).
+
+Next, not done yet because other work is changing these files now:
+
+- roles/influxdb: one module call each for the buckets, the downsampling tasks and the
+  agent tokens (`influxdb_bucket` taking `buckets: [{name, retention, description}]`,
+  one GET of the org's buckets and a POST/PATCH only for what differs; the same for
+  `influxdb_task` with one GET /api/v2/tasks and for `influxdb_token` with one GET
+  /api/v2/authorizations): 16 + 12 + 4 calls become 3, each of which also avoids
+  fetching the same lists again per item. The /health wait and the onboarding check can
+  be one call.
+- roles/wattkeeper: the per-source files (token, secrets, config, units, the simulator's
+  unit) written by one module call taking the whole list (rendered on the controller,
+  secrets in a second no_log call), returning which paths changed so that only those
+  agents restart: about 25 calls on the collector become 2.
+
 ## What was profiled and what it gained
 
 The slowest path is the drain. cProfile and py-spy (against a real InfluxDB, and against a
