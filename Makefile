@@ -29,8 +29,13 @@ image: ## build (once) the Debian bookworm systemd image the scenario and the de
 
 test: test-unit test-molecule ## every test: pytest (real InfluxDB, simulators), then the Molecule scenario
 
-test-unit: deps venv influxd ## the pytest suite only
-	$(PY) -m pytest tests -m "not faults"
+# Parallel pytest workers (pytest-xdist): most tests wait on agents, simulators and
+# outages rather than on the CPU, so more workers than the 2 cores pay off; each worker
+# has its own InfluxDB. Measured in docs/testing-ansible.md. PYTEST_WORKERS=0: serial.
+PYTEST_WORKERS ?= 4
+
+test-unit: deps venv influxd ## the pytest suite only (parallel workers, slowest tests listed)
+	$(PY) -m pytest tests -m "not faults" -n $(PYTEST_WORKERS) --dist load --maxschedchunk 1 --durations=15
 
 test-molecule: deps venv influxd image ## converge, idempotence, Testinfra verify on two podman systemd hosts
 	WATTKEEPER_INFLUXD=$$(bash scripts/build-influxd.sh | tail -1) $(VENV)/bin/molecule test
@@ -58,7 +63,7 @@ demo-show: venv ## show again what landed in the running demo
 demo-clean: ## remove the demo's containers and state (keeps the cached image and influxd)
 	bash scripts/demo.sh clean
 
-bench: deps venv influxd image ## drain vs the limit, ingest, pulse, footprint, provisioning; writes docs/benchmarks.md
+bench: deps venv influxd image ## drain vs the limit, ingest, pulse, footprint, Telegraf side by side, provisioning; writes docs/benchmarks.md
 	$(PY) bench/run.py
 
 wheel: venv ## build the agent wheel into dist/

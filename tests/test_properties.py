@@ -313,6 +313,7 @@ def _mutate(data: bytes, cut: int | None, flips: list[tuple[int, int]]) -> bytes
     return bytes(b[:cut] if cut is not None else b)
 
 
+@pytest.mark.slow
 @settings(
     max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )

@@ -154,9 +154,11 @@ class InfluxSection:
     # A batch is also cut at this many bytes of line protocol (wide Luxtronik points).
     batch_bytes: ByteSize = 8_000_000
     gzip: bool = True
-    # Exponential backoff with jitter between failed deliveries.
+    # Exponential backoff with jitter between failed deliveries. The ceiling is short so that
+    # a backlog starts to drain soon after InfluxDB is back (Telegraf retries at every 10 s
+    # flush); a refused or failed attempt costs little, and a Retry-After is still honoured.
     retry_initial: Duration = 1.0
-    retry_max: Duration = 300.0
+    retry_max: Duration = 30.0
 
     def validate(self, where: str, file: Path) -> None:
         if not re.match(r"^https?://[^/\s]+", self.url):
