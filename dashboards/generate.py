@@ -1,7 +1,7 @@
 """Write (or, with --check, compare) the committed dashboards/*.json.
 
-    .venv/bin/python dashboards/generate.py           # regenerate
-    .venv/bin/python dashboards/generate.py --check   # exit 1 if a file is stale
+.venv/bin/python dashboards/generate.py           # regenerate
+.venv/bin/python dashboards/generate.py --check   # exit 1 if a file is stale
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from wkdash import OUT, files  # noqa: E402
+from wkdash import OUT, files
 
 COMMAND = ".venv/bin/python dashboards/generate.py"
 
@@ -22,12 +22,8 @@ def main() -> int:
     parser.add_argument("--check", action="store_true", help="compare instead of writing")
     args = parser.parse_args()
     wanted = files()
-    stale = sorted(
-        p.name for p, text in wanted.items() if not p.exists() or p.read_text() != text
-    )
-    extra = sorted(
-        p.name for p in OUT.glob("wattkeeper-*.json") if p not in wanted
-    )
+    stale = sorted(p.name for p, text in wanted.items() if not p.exists() or p.read_text() != text)
+    extra = sorted(p.name for p in OUT.glob("wattkeeper-*.json") if p not in wanted)
     if args.check:
         if stale or extra:
             print(f"stale: {', '.join(stale + extra)}; regenerate with: {COMMAND}")

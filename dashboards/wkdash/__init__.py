@@ -18,7 +18,7 @@ from .fluxquery import register
 OUT = Path(__file__).resolve().parents[1]
 
 
-def boards() -> list[Board]:
+def build_boards() -> list[Board]:
     register()
     return [make() for make in ALL]
 
@@ -30,4 +30,4 @@ def render(board: Board) -> str:
 
 
 def files() -> dict[Path, str]:
-    return {OUT / f"{b.uid}.json": render(b) for b in boards()}
+    return {OUT / f"{b.uid}.json": render(b) for b in build_boards()}

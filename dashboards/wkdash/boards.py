@@ -5,7 +5,7 @@ from __future__ import annotations
 from . import queries as q
 from . import special as sp
 from .common import SERIES, VALUE, Board, graph, grid, number, states
-from .flux import program, read_raw, span
+from .flux import Series, program, read_raw, span
 
 PERIODS = (("day", "Today"), ("week", "This week"), ("month", "This month"))
 PERIOD_NOTE = (
@@ -19,7 +19,7 @@ def _refs(queries: list[str]) -> dict[str, str]:
     return {chr(ord("A") + i): flux for i, flux in enumerate(queries)}
 
 
-def _energy_stats(b: Board, sources: list[tuple[q.Series, str]], what: str) -> None:
+def _energy_stats(b: Board, sources: list[tuple[Series, str]], what: str) -> None:
     """One stat panel per period: the energy of each series (kWh)."""
     for which, title in PERIODS:
         full = f"{what} {title.lower()}" if what else title
@@ -87,9 +87,7 @@ def overview() -> Board:
         ),
         SERIES,
     )
-    thirty = graph("Energy per day, last 30 days", "kwatth", bars=True, width=24).time_from(
-        "30d"
-    )
+    thirty = graph("Energy per day, last 30 days", "kwatth", bars=True, width=24).time_from("30d")
     b.add(
         thirty,
         "Energy per day, last 30 days",
@@ -168,7 +166,9 @@ def wattivahti() -> Board:
     ]
     _energy_stats(b, both, "")
     b.add(
-        graph("Per hour", "kwatth", bars=True, width=24, description="Hourly; coarser on long ranges."),
+        graph(
+            "Per hour", "kwatth", bars=True, width=24, description="Hourly; coarser on long ranges."
+        ),
         "Per hour",
         _refs([q.sums_per(s, "1h", label) for s, label in both]),
         SERIES,
@@ -319,7 +319,9 @@ def health() -> Board:
         ("poll_errors", "Poll errors"),
     ):
         b.add(
-            graph(title, "short", bars=True), title, _refs([sp.agent_graph(field, increase=True)]),
+            graph(title, "short", bars=True),
+            title,
+            _refs([sp.agent_graph(field, increase=True)]),
             SERIES,
         )
     b.add(

@@ -82,6 +82,9 @@ def heatpump_meter_variable() -> db.TextBoxVariable:
     )
 
 
+PanelBuilder = timeseries.Panel | stat.Panel | statetimeline.Panel | table.Panel
+
+
 @dataclass(frozen=True)
 class Expect:
     """What one query of a panel must return: these columns, on at least one row."""
@@ -101,6 +104,7 @@ class Board:
     heatpump: bool = False
     expects: list[Expect] = field(default_factory=list)
     builder: db.Dashboard = field(init=False)
+    next_id: int = 1
 
     def __post_init__(self) -> None:
         variables: list[cogbuilder.Builder[dm.VariableModel]] = [
@@ -131,21 +135,26 @@ class Board:
             )
         )
 
+    def _id(self) -> int:
+        """Panel ids, unique in the dashboard (Grafana links and repeats rely on them)."""
+        self.next_id += 1
+        return self.next_id - 1
+
     def row(self, title: str) -> None:
-        self.builder.with_row(db.Row(title))
+        self.builder.with_row(db.Row(title).id(self._id()))
 
     def add(
         self,
-        panel: cogbuilder.Builder[dm.Panel],
+        panel: PanelBuilder,
         title: str,
         queries: dict[str, str],
         columns: tuple[str, ...],
     ) -> None:
         """Add a panel with its queries (refId -> Flux), each expected to give ``columns``."""
         for ref, flux in queries.items():
-            panel.with_target(Flux(flux).ref_id(ref).datasource(DS))  # type: ignore[attr-defined]
+            panel.with_target(Flux(flux).ref_id(ref).datasource(DS))
             self.expects.append(Expect(title, ref, columns))
-        self.builder.with_panel(panel)
+        self.builder.with_panel(panel.id(self._id()))
 
 
 SERIES = ("_time", "_value")
@@ -236,6 +245,11 @@ def states(title: str, *, description: str = "", width: int = 24) -> statetimeli
 
 
 def grid(title: str, *, description: str = "", width: int = 24, height: int = 8) -> table.Panel:
-    return table.Panel().title(title).description(description).datasource(DS).span(width).height(
-        height
+    return (
+        table.Panel()
+        .title(title)
+        .description(description)
+        .datasource(DS)
+        .span(width)
+        .height(height)
     )

@@ -44,7 +44,7 @@ have = (b) => length(arr: buckets() |> filter(fn: (r) => r.name == b)
 PERIOD_STARTS = {
     "day": "date.truncate(t: stop, unit: 1d)",
     "week": (
-        "date.sub(d: duration(v: string(v: (date.weekDay(t: stop) + 6) % 7) + \"d\"),"
+        'date.sub(d: duration(v: string(v: (date.weekDay(t: stop) + 6) % 7) + "d"),'
         " from: date.truncate(t: stop, unit: 1d))"
     ),
     "month": "date.truncate(t: stop, unit: 1mo)",
@@ -191,9 +191,7 @@ def read_raw(s: Series, name: str) -> str:
 MERGE = {"sum": "sum", "last": "max", "mean": "mean", "max": "max", "min": "min"}
 
 
-def windowed(
-    s: Series, name: str, every: str, fn: str, *, create_empty: bool = False
-) -> str:
+def windowed(s: Series, name: str, every: str, fn: str, *, create_empty: bool = False) -> str:
     """``name = `` per window of ``every`` (local-time aligned, stamped at the window's
     start): ``fn`` of each series, over the 1h tier before ``cut`` and raw after it.
 
@@ -207,7 +205,7 @@ def windowed(
     )
     body = (
         f"union(tables: [\n        {tier}{agg},\n        {raw}{agg},\n    ])\n"
-        f'        |> group(columns: [{_group(s, "_time")}])\n'
+        f"        |> group(columns: [{_group(s, '_time')}])\n"
         f"        |> {MERGE[fn]}()\n"
         f"        |> group(columns: [{_group(s)}])\n"
         '        |> sort(columns: ["_time"])'
@@ -261,7 +259,7 @@ def sum_daily_fields(name: str, fields: Sequence[str], out: str, factor: float =
     expr = " + ".join([*required, *optional])
     return (
         f"{out} = {name}\n"
-        '    |> group()\n'
+        "    |> group()\n"
         '    |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")\n'
         f"    |> map(fn: (r) => ({{_time: r._time, _value: ({expr}) * {factor!r}}}))\n"
     )

@@ -60,7 +60,9 @@ def lit(text: str) -> str:
 
 def finish(name: str, label: str, *, time: bool = True, tags: tuple[str, ...] = ()) -> str:
     """The last stage: label each series and keep only what the panel shows."""
-    cols = ", ".join(flux_str(c) for c in (*(("_time",) if time else ()), "_value", "_field", *tags))
+    cols = ", ".join(
+        flux_str(c) for c in (*(("_time",) if time else ()), "_value", "_field", *tags)
+    )
     return (
         f"{name}\n"
         f"    |> map(fn: (r) => ({{r with _field: {label}}}))\n"

@@ -59,7 +59,7 @@ def cop() -> str:
         '    |> pivot(rowKey: ["_time"], columnKey: ["q"], valueColumn: "_value")\n'
         "    |> filter(fn: (r) => r._time >= first and r._time < stop)\n"
         '    |> sort(columns: ["_time"])',
-        "daily = both |> map(fn: (r) => ({_time: r._time, _field: \"COP\",\n"
+        'daily = both |> map(fn: (r) => ({_time: r._time, _field: "COP",\n'
         "    _value: if exists r.heat and exists r.elec and r.heat > 0.0 and r.elec > 0.0\n"
         '        then r.heat / r.elec else debug.null(type: "float")}))',
         finish("daily", '"COP"'),
@@ -142,7 +142,7 @@ def agent_graph(field: str, *, increase: bool = False) -> str:
     for counters: how much they grew per interval (a restart's reset counts as 0)."""
     stage = (
         "agents |> difference(nonNegative: true)\n"
-        '    |> aggregateWindow(every: v.windowPeriod, fn: sum, createEmpty: false)'
+        "    |> aggregateWindow(every: v.windowPeriod, fn: sum, createEmpty: false)"
         if increase
         else "agents\n    |> aggregateWindow(every: v.windowPeriod, fn: max, createEmpty: false)"
     )

@@ -21,7 +21,9 @@ import re
 from datetime import UTC, datetime, timedelta
 
 # templateSrv's variable regex (public/app/features/variables/utils.ts, variableRegex).
-_VARIABLE = re.compile(r"\$(\w+)|\[\[(\w+?)(?::(\w+))?\]\]|\${(\w+)(?:\.([^:^\}]+))?(?::([^\}]+))?}")
+_VARIABLE = re.compile(
+    r"\$(\w+)|\[\[(\w+?)(?::(\w+))?\]\]|\${(\w+)(?:\.([^:^\}]+))?(?::([^\}]+))?}"
+)
 _MACRO = re.compile(r"([a-zA-Z]+)\.([a-zA-Z]+)")
 _BACKEND_VARIABLES = {"__interval", "__interval_ms"}
 
