@@ -30,7 +30,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -126,9 +126,13 @@ class FakeClock:
 class Stack:
     server: InfluxServer
     logs: list[Path]
+    reader: InfluxServer  # the same server, with a read-only token of the source buckets
 
     def flux(self, query: str) -> list[dict[str, str]]:
-        return self.server.query(query)
+        return self.reader.query(query)
+
+
+_BUCKET_IDS: list[str] = []
 
 
 def _secret(path: Path, value: str) -> Path:
@@ -139,7 +143,7 @@ def _secret(path: Path, value: str) -> Path:
 
 def _config(tmp: Path, server: InfluxServer, source: str, table: dict[str, Any]) -> Path:
     bucket_id = server.create_bucket(f"{source}_raw")
-    server.create_bucket(f"{source}_1h")
+    _BUCKET_IDS.extend([bucket_id, server.create_bucket(f"{source}_1h")])
     token = _secret(tmp / f"{source}.token", server.create_token(bucket_id, ("write", "read")))
     return write_config(
         tmp / f"{source}.toml",
@@ -213,6 +217,7 @@ def stack(influxd_binary: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
 
 
 def _landed(server: InfluxServer, tmp: Path, started: list[Any], logs: list[Path]) -> Stack:
+    _BUCKET_IDS.clear()
     offset = OCTOPUS_NOW.timestamp() - time.time()
     octo_port = start_simulator(started, "octopus", tmp, f"--clock-offset={offset:.0f}s")[0]
     wv_port = start_simulator(started, "wattivahti", tmp, "--initial-refresh-token", "rt-dash")[0]
@@ -336,7 +341,18 @@ def _landed(server: InfluxServer, tmp: Path, started: list[Any], logs: list[Path
                 p.kill()
                 p.wait()
     _roll_up(server)
-    return Stack(server, logs)
+    # The panels read with a token like the influxdb role's dashboards token: read access
+    # to the source buckets and nothing else.
+    perms = [
+        {"action": "read", "resource": {"type": "buckets", "id": i, "orgID": server.org_id}}
+        for i in _BUCKET_IDS
+    ]
+    dashboards_token = server.api(
+        "POST",
+        "/api/v2/authorizations",
+        json={"orgID": server.org_id, "permissions": perms, "description": "dashboards"},
+    ).json()["token"]
+    return Stack(server, logs, replace(server, token=dashboards_token, proc=None))
 
 
 def _train_sent(truth: Path) -> int | None:
