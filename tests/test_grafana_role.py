@@ -89,7 +89,7 @@ def test_role_writes_the_files_once_and_a_rerun_changes_nothing(tmp_path: Path) 
 
 
 def test_role_without_a_dashboards_token_says_where_it_looked(tmp_path: Path) -> None:
-    r = _play(tmp_path, "--check", token=False)
+    r = _play(tmp_path, "-e", FILES_ONLY, token=False)
     assert r.returncode != 0
     assert "influxdb/dashboards.token does not exist" in r.stdout
 
