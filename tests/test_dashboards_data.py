@@ -1,16 +1,16 @@
 """The dashboards' queries against data the real agents wrote from the simulators.
 
 One InfluxDB of this module's own holds the production bucket names (SOURCE_raw,
-SOURCE_1h). The four agents write about 60 hours around the night Europe/Helsinki leaves
+SOURCE_1h). The four agents write two to three days around the night Europe/Helsinki leaves
 summer time (Sunday 25 October 2026, a 25-hour day):
 
 * Octopus: one ``run --once`` whose first start backfills 70 hours from the simulator
   (its server clock set to the end of that Monday, local time);
 * WattiVahti: ``sync wattivahti`` of the three local days;
-* pulse: the daemon, the simulator replaying 70 hours from Saturday 00:00 UTC at 14400x
+* pulse: the daemon, the simulator replaying 52 hours from Saturday 18:00 UTC at 14400x
   (edges carry the simulator's timestamps), four channels, one metering the heat pump;
 * Luxtronik: the daemon, its wall clock (libfaketime, an offset file this test moves on
-  7200x) and the controller simulator's clock running 36 hours from Saturday 12:00 UTC.
+  10800x) and the controller simulator's clock running 42 hours from Saturday 06:00 UTC.
 
 The 1h tier is filled by the production roll-up Flux (``downsample.rollup_query``, what
 the InfluxDB role's tasks run). Then every panel's query runs as Grafana sends it
@@ -53,10 +53,10 @@ TZ = "Europe/Helsinki"
 HEL = ZoneInfo(TZ)
 DAY = date(2026, 10, 25)  # summer time ends at 04:00 local: 25 hours
 SOURCES = ("octopus", "wattivahti", "pulse", "luxtronik")
-DATA_START = datetime(2026, 10, 24, 0, tzinfo=UTC)
+PULSE_START = datetime(2026, 10, 24, 18, tzinfo=UTC)
 OCTOPUS_NOW = datetime(2026, 10, 26, 22, tzinfo=UTC)  # Monday midnight, local
-PULSE_HOURS, PULSE_SPEED, PPK = 70, 14400, 20
-LUX_START, LUX_HOURS, LUX_SPEED = datetime(2026, 10, 24, 12, tzinfo=UTC), 36, 7200
+PULSE_HOURS, PULSE_SPEED, PPK = 52, 14400, 20
+LUX_START, LUX_HOURS, LUX_SPEED = datetime(2026, 10, 24, 6, tzinfo=UTC), 42, 10800
 FAKETIME_LIB = next(
     (
         p
@@ -237,7 +237,7 @@ def _landed(server: InfluxServer, tmp: Path, started: list[Any], logs: list[Path
         "--profile",
         "heatpump=steps:600,1800@3h",
         "--start",
-        DATA_START.isoformat(),
+        PULSE_START.isoformat(),
         "--speed",
         str(PULSE_SPEED),
         "--duration",
@@ -324,7 +324,7 @@ def _landed(server: InfluxServer, tmp: Path, started: list[Any], logs: list[Path
         for n in ("octopus", "wattivahti"):
             assert procs[n].wait(180) == 0, (tmp / f"agent-{n}.log").read_text()[-3000:]
         lux_end = (LUX_START + timedelta(hours=LUX_HOURS)).timestamp()
-        wait_for(lambda: clock.fake_now() > lux_end, 120, "the Luxtronik clock's 30 hours")
+        wait_for(lambda: clock.fake_now() > lux_end, 120, "the Luxtronik clock's hours")
         clock.stopped.set()
         _stop(procs["luxtronik"], logs[3])
 

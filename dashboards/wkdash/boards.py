@@ -257,8 +257,8 @@ def luxtronik() -> Board:
         SERIES,
     )
     b.add(
-        graph("Heat output and compressor", "watt", width=24),
-        "Heat output and compressor",
+        graph("Heat output", "watt", width=24),
+        "Heat output",
         _refs([q.mean_graph(q.luxtronik("Heat_Output"), q.lit("Heat output"))]),
         SERIES,
     )
