@@ -77,7 +77,7 @@ def heatpump_meter_variable() -> db.TextBoxVariable:
         .current(dm.VariableOption(text="", value=""))
         .description(
             "The pulse channel that meters the heat pump's electricity; empty: the "
-            "controller's own energy counters (firmware 3.89 and later)"
+            "controller's own energy counters (where its firmware has them)"
         )
     )
 

@@ -16,7 +16,8 @@ from .flux import (
 from .queries import AGENT_SOURCES, KWH, agent, finish, luxtronik, pulse, wattivahti
 
 HEAT_FIELDS = ("ID_WEB_WMZ_Heizung", "ID_WEB_WMZ_Brauchwasser", "ID_WEB_WMZ_Schwimmbad")
-# Electrical energy the controller counts itself (firmware 3.89+: heating, hot water).
+# Electrical energy the controller counts itself, where its firmware has it (heating, hot
+# water); evidence: Home Assistant integrations read these two parameters as energy input.
 # python-luxtronik 0.3.14 does not name them; later versions call them HEAT_ENERGY_INPUT
 # and DHW_ENERGY_INPUT, type Energy (0.1 kWh units): so does the Home Assistant
 # integration BenPru/luxtronik (P1136_HEAT_ENERGY_INPUT, P1137_DHW_ENERGY_INPUT).
