@@ -359,11 +359,19 @@ def _luxtronik_kinds() -> dict[tuple[str, str], bool]:
         "calculations": Calculations.calculations,
         "visibilities": Visibilities.visibilities,
     }
-    return {
+    kinds = {
         (group, e.name): isinstance(e, SelectionBase | IPAddress | Version)
         for group, table in tables.items()
         for e in table.values()
     }
+    # A selection code python-luxtronik has no name for is written raw, as a float.
+    kinds.update(
+        ((group, e.name + "_raw"), False)
+        for group, table in tables.items()
+        for e in table.values()
+        if isinstance(e, SelectionBase)
+    )
+    return kinds
 
 
 def test_naive_or_shifted_times_never_reach_influx() -> None:

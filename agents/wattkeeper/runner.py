@@ -41,6 +41,9 @@ log = logging.getLogger("wattkeeper.agent")
 
 # At most this much line protocol is held in memory while the buffer cannot be written.
 HELD_BYTES = 32 * 1000**2
+# A oneshot agent polls once per run: its failed runs in a row are kept here, so that
+# failure_threshold and the recovery alert mean for a timer what they mean for a daemon.
+FAILURES_KEY = "agent.consecutive_failures"
 
 
 class QueueSink:
@@ -226,7 +229,15 @@ class Agent:
 
     def _run_once(self) -> int:
         assert self.source is not None
+        try:
+            self.consecutive_failures = int(self.buffer.get_state(FAILURES_KEY, 0) or 0)
+        except (sqlite3.Error, TypeError, ValueError):
+            self.consecutive_failures = 0
         ok = self._poll_once()
+        try:
+            self.buffer.set_state({FAILURES_KEY: self.consecutive_failures})
+        except sqlite3.Error as exc:  # a full disk: the count restarts, nothing else is lost
+            log.warning("cannot store the failure count in the buffer: %s", exc)
         self._write_metrics()
         deadline = time.monotonic() + self.cfg.agent.flush_timeout
         outcome = self.deliverer.flush(deadline)

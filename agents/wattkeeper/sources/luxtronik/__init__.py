@@ -11,6 +11,7 @@ from __future__ import annotations
 from wattkeeper.downsample import Rollup
 from wattkeeper.source import SourceContext, SourcePlugin
 from wattkeeper.sources.luxtronik.config import LuxtronikSection
+from wattkeeper.sources.luxtronik.reader import raw_field_names
 from wattkeeper.sources.luxtronik.report import add_commands
 from wattkeeper.sources.luxtronik.source import LuxtronikSource
 
@@ -50,5 +51,13 @@ PLUGIN = SourcePlugin(
     factory=_factory,
     add_commands=add_commands,
     description="Luxtronik 2 heat pump controller (python-luxtronik, TCP 8889), read-only",
-    rollups=(Rollup("luxtronik", fields=dict.fromkeys(_COUNTERS, "last"), default="mean"),),
+    # A code written raw (NAME_raw: python-luxtronik has no name for it) keeps its last
+    # value too: the mean of two codes is no code.
+    rollups=(
+        Rollup(
+            "luxtronik",
+            fields={**dict.fromkeys(_COUNTERS, "last"), **dict.fromkeys(raw_field_names(), "last")},
+            default="mean",
+        ),
+    ),
 )
