@@ -484,6 +484,21 @@ def test_daily_energy_and_cost_equal_the_raw_readings_of_the_local_day(stack: St
         panel = _panel("wattkeeper-octopus", title)
         rows = _run(stack, panel, _target(panel, "A"), SHORT)
         assert float(rows[0]["_value"]) == pytest.approx(want, rel=1e-9), title
+    # Weeks start on Monday (Flux's own weeks start on Thursday), months on the 1st: on
+    # Monday 26 October "this week" is that Monday alone, "this month" all of it so far.
+    monday = DAY + timedelta(days=1)
+    for title, first_day in (
+        ("Import this week", monday),
+        ("Import this month", DAY.replace(day=1)),
+    ):
+        panel = _panel("wattkeeper-octopus", title)
+        rows = _run(stack, panel, _target(panel, "A"), LONG)
+        want = sum(
+            v
+            for t, f, v in raw
+            if f == "consumption_delta_wh" and midnight(first_day) <= t < LONG[1]
+        )
+        assert float(rows[0]["_value"]) == pytest.approx(want / 1000, rel=1e-9), title
     # The same for the pulse channels' energy on the overview.
     pulses = _raw(stack, "pulse_raw", 'r._measurement == "pulse" and r._field == "energy_wh"')
     panel = _panel("wattkeeper-pulse", "Energy per day")
