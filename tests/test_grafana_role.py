@@ -89,9 +89,14 @@ def test_role_writes_the_files_once_and_a_rerun_changes_nothing(tmp_path: Path) 
 
 
 def test_role_without_a_dashboards_token_says_where_it_looked(tmp_path: Path) -> None:
+    """A real run stops, naming the file; check mode on a fresh site (before the influxdb
+    role's first real run made the token) goes through."""
     r = _play(tmp_path, "-e", FILES_ONLY, token=False)
     assert r.returncode != 0
     assert "influxdb/dashboards.token does not exist" in r.stdout
+    r = _play(tmp_path, "-e", FILES_ONLY, "--check", token=False)
+    assert r.returncode == 0, r.stdout
+    assert "makes on its first real run" in " ".join(r.stdout.split())
 
 
 def _provisioned(name: str, **kw: Any) -> dict[str, Any]:
