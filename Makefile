@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help deps venv influxd image test test-unit test-molecule test-faults lint format demo demo-show demo-clean bench wheel clean
+.PHONY: help deps venv influxd image test test-unit test-molecule test-faults lint format dashboards demo demo-show demo-clean bench wheel clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -44,15 +44,19 @@ test-faults: deps venv influxd ## the long fault cases (10-min network cut, 50 k
 	$(PY) -m pytest tests -m faults -s; status=$$?; sed -n '/^| case/,$$p' docs/faults.md; exit $$status
 
 lint: venv ## ruff, formatting, mypy, yamllint and ansible-lint (production profile)
-	$(VENV)/bin/ruff check agents tests ansible molecule scripts
-	$(VENV)/bin/ruff format --check agents tests ansible molecule scripts
+	$(VENV)/bin/ruff check agents dashboards tests ansible molecule scripts
+	$(VENV)/bin/ruff format --check agents dashboards tests ansible molecule scripts
 	cd agents && ../$(VENV)/bin/mypy wattkeeper
+	cd dashboards && ../$(VENV)/bin/mypy --strict wkdash generate.py
 	$(VENV)/bin/yamllint -s .
 	$(VENV)/bin/ansible-lint -q
 
 format: venv ## apply ruff formatting and safe fixes
-	$(VENV)/bin/ruff check --fix agents tests ansible molecule scripts
-	$(VENV)/bin/ruff format agents tests ansible molecule scripts
+	$(VENV)/bin/ruff check --fix agents dashboards tests ansible molecule scripts
+	$(VENV)/bin/ruff format agents dashboards tests ansible molecule scripts
+
+dashboards: venv ## regenerate the Grafana dashboards (dashboards/*.json) from dashboards/wkdash
+	$(PY) dashboards/generate.py
 
 demo: deps venv influxd image ## the appliance on this machine: InfluxDB + a collector (podman), sources simulated
 	bash scripts/demo.sh up

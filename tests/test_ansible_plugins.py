@@ -226,7 +226,7 @@ def test_argument_specs_name_every_key_of_the_source(source: str) -> None:
 
 
 def test_every_default_is_in_the_argument_specs() -> None:
-    for role in ("wattkeeper", "influxdb"):
+    for role in ("wattkeeper", "influxdb", "grafana"):
         defaults = yaml.safe_load((ROOT / "roles" / role / "defaults" / "main.yml").read_text())
         options = yaml.safe_load(
             (ROOT / "roles" / role / "meta" / "argument_specs.yml").read_text()
@@ -236,7 +236,7 @@ def test_every_default_is_in_the_argument_specs() -> None:
 
 
 def test_every_default_has_a_comment() -> None:
-    for role in ("wattkeeper", "influxdb", "wattkeeper_common"):
+    for role in ("wattkeeper", "influxdb", "wattkeeper_common", "grafana"):
         lines = (ROOT / "roles" / role / "defaults" / "main.yml").read_text().splitlines()
         for i, line in enumerate(lines):
             if line and not line[0].isspace() and not line.startswith(("#", "---")) and ":" in line:

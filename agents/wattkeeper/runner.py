@@ -555,6 +555,8 @@ class Agent:
             "points_dead": float(c["points_dead"]),
             "poll_errors": float(self.poll_errors),
             "stale_seconds": float(round(self.staleness.seconds())),
+            # Age of the oldest reading still waiting for InfluxDB (0: nothing waits).
+            "oldest_pending_seconds": float(stats.oldest_age() or 0.0),
         }
         if self.deliverer.status.last_success is not None:
             fields["last_success_unixtime"] = float(int(self.deliverer.status.last_success))

@@ -40,6 +40,10 @@ _COUNTERS = [
     "ID_WEB_WMZ_Brauchwasser",
     "ID_WEB_WMZ_Schwimmbad",
     "ID_WEB_WMZ_Seit",
+    # Electrical energy counters of newer firmware (heating, hot water), which
+    # python-luxtronik 0.3.14 does not name yet; the dashboards' COP reads their increase.
+    "Unknown_Parameter_1136",
+    "Unknown_Parameter_1137",
 ]
 
 PLUGIN = SourcePlugin(
