@@ -46,6 +46,8 @@ HELD_BYTES = 32 * 1000**2
 # A oneshot agent polls once per run: its failed runs in a row are kept here, so that
 # failure_threshold and the recovery alert mean for a timer what they mean for a daemon.
 FAILURES_KEY = "agent.consecutive_failures"
+# Seconds a oneshot run waits, at its end, for the live view (MQTT) to publish its values.
+LIVE_VIEW_LAST_WORD = 5.0
 
 
 class QueueSink:
@@ -280,8 +282,9 @@ class Agent:
         deadline = time.monotonic() + self.cfg.agent.flush_timeout
         outcome = self.deliverer.flush(deadline)
         pending = self.buffer.pending
-        # The live view's last word (a oneshot's newest values): a short, bounded wait.
-        self._stop_live_view(min(5.0, max(1.0, deadline - time.monotonic())))
+        # The live view's last word (a oneshot's newest values): a bounded wait of its own,
+        # not what the flush left over (a slow flush must not silence Home Assistant).
+        self._stop_live_view(LIVE_VIEW_LAST_WORD)
         self._report_unstored()
         if outcome is Flush.EMPTY and pending == 0 and not self._held:
             log.info("delivered everything; buffer empty")

@@ -76,6 +76,10 @@ class Publisher:
         self._connected = threading.Event()
         self._resend = True
         self._announced: set[str] = set()
+        # QoS 1 messages the broker has not acknowledged yet. A stop waits for them: a
+        # socket closed with the broker's PUBACKs unread is reset (RST), and the broker
+        # then drops whatever it had not read yet, the last round of states included.
+        self._unacked: list[paho.MQTTMessageInfo] = []
         self._last_health = 0.0
         self._health_reading: int | None = None
         self._final_sent = False
@@ -137,6 +141,7 @@ class Publisher:
         self._connected.set()
         self.connects += 1
         self._resend = True
+        self._unacked = []  # the resend publishes everything again, tracked anew
         if self._failing_since is not None:
             log.info("MQTT broker %s reached again", self.where)
         elif self.connects == 1:
@@ -222,24 +227,34 @@ class Publisher:
     def _goodbye(self, client: paho.Client) -> None:
         if client.socket() is None:
             return
+        end = time.monotonic() + 1.0
         if not self.oneshot and self._connected.is_set():
-            client.publish(self.ident.availability, OFFLINE, qos=1, retain=True)
+            self._unacked.append(
+                client.publish(self.ident.availability, OFFLINE, qos=1, retain=True)
+            )
+        # Acknowledged before the socket closes (see _unacked), within the second we take.
+        while self._unacked and client.socket() is not None and time.monotonic() < end:
+            client.loop(timeout=0.05)
+            self._unacked = [i for i in self._unacked if not i.is_published()]
         client.disconnect()
         end = time.monotonic() + 1.0
         while client.socket() is not None and time.monotonic() < end:
             client.loop(timeout=0.1)
 
     def _drained(self) -> bool:
+        self._unacked = [i for i in self._unacked if not i.is_published()]
         return (
             self._final_sent
             and not self._resend
             and not self.view.changed.is_set()
             and not self.client.want_write()
+            and not self._unacked
         )
 
     # -- publishing -----------------------------------------------------------------------
 
     def _publish_round(self, client: paho.Client, final: bool = False) -> None:
+        self._unacked = [i for i in self._unacked if not i.is_published()]
         if client.want_write():
             return  # the broker has not taken the last round yet: the newest values wait
         now = time.monotonic()
@@ -247,7 +262,9 @@ class Publisher:
             self._resend = False
             self._announced.clear()
             if not self.oneshot:
-                client.publish(self.ident.availability, ONLINE, qos=1, retain=True)
+                self._unacked.append(
+                    client.publish(self.ident.availability, ONLINE, qos=1, retain=True)
+                )
             self._announce_health(client)
             entries = self.view.everything()
             self.view.take()
@@ -282,6 +299,7 @@ class Publisher:
         # full queue or no connection means "try again later".
         if info.rc in (paho.MQTT_ERR_QUEUE_SIZE, paho.MQTT_ERR_NO_CONN):
             return False
+        self._unacked.append(info)
         self._announced.add(key)
         return True
 
