@@ -9,6 +9,7 @@ import importlib.util
 import os
 import sys
 import tomllib
+import types
 import typing
 from pathlib import Path
 from typing import Any
@@ -209,8 +210,10 @@ def test_duration_keys_match_the_agent() -> None:
     found = set()
     for cls in _all_config_classes():
         for name, tp in _dataclass_fields(cls).items():
-            if typing.get_origin(tp) is typing.Annotated and typing.get_args(tp)[1] is _Duration:
-                found.add(name)
+            optional = typing.get_origin(tp) in (types.UnionType, typing.Union)
+            for t in typing.get_args(tp) if optional else (tp,):  # Duration | None too
+                if typing.get_origin(t) is typing.Annotated and typing.get_args(t)[1] is _Duration:
+                    found.add(name)
     assert found == set(F.DURATION_KEYS)
 
 
@@ -224,7 +227,7 @@ def test_argument_specs_name_every_key_of_the_source(source: str) -> None:
 
 
 def test_every_default_is_in_the_argument_specs() -> None:
-    for role in ("wattkeeper", "influxdb"):
+    for role in ("wattkeeper", "influxdb", "grafana"):
         defaults = yaml.safe_load((ROOT / "roles" / role / "defaults" / "main.yml").read_text())
         options = yaml.safe_load(
             (ROOT / "roles" / role / "meta" / "argument_specs.yml").read_text()
@@ -234,7 +237,7 @@ def test_every_default_is_in_the_argument_specs() -> None:
 
 
 def test_every_default_has_a_comment() -> None:
-    for role in ("wattkeeper", "influxdb", "wattkeeper_common"):
+    for role in ("wattkeeper", "influxdb", "wattkeeper_common", "grafana"):
         lines = (ROOT / "roles" / role / "defaults" / "main.yml").read_text().splitlines()
         for i, line in enumerate(lines):
             if line and not line[0].isspace() and not line.startswith(("#", "---")) and ":" in line:

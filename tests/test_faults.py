@@ -125,6 +125,7 @@ def influx_chaos(
     _check_logs(fleet, outage_seen_by=("tiny", "pulse", "luxtronik", "octopus"))
 
 
+@pytest.mark.slow
 def test_influx_killed_at_random_while_all_agents_run(
     influx_factory: Callable[[], InfluxServer], tmp_path: Path
 ) -> None:
@@ -175,6 +176,7 @@ def network_cut(
     _check_logs(fleet, outage_seen_by=("tiny", "pulse", "luxtronik", "octopus"))
 
 
+@pytest.mark.slow
 def test_network_cut_short(influx: InfluxServer, tmp_path: Path) -> None:
     network_cut(influx, tmp_path, 30, "network to InfluxDB cut 30 s", QUICK)
 
@@ -298,6 +300,7 @@ def test_disk_full_keeps_polling_says_so_and_recovers(
     assert "takes writes again" in text
 
 
+@pytest.mark.slow
 def test_disk_full_under_every_agent(influx: InfluxServer, tmp_path: Path) -> None:
     """All agents keep their buffers on one small tmpfs that another file fills up: each
     keeps polling (or counting pulses), says so, holds what it can, and catches up when
@@ -423,6 +426,7 @@ def test_octopus_server_clock_ignores_local_clock_jumps(monkeypatch: pytest.Monk
     assert abs(clock.now() - server) < 5
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(FAKETIME_LIB is None, reason="libfaketime not installed (make deps)")
 def test_clock_jumps_under_every_agent(influx: InfluxServer, tmp_path: Path) -> None:
     """Every agent's wall clock jumps an hour back, a day forward and back while it runs

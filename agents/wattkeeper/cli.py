@@ -16,6 +16,7 @@ from typing import Any
 
 from wattkeeper import __version__
 from wattkeeper.config import EX_CONFIG, EX_TEMPFAIL, AgentConfig, ConfigError, load_config
+from wattkeeper.hastats import add_command as add_ha_statistics
 from wattkeeper.registry import (
     UnknownSource,
     load_plugin,
@@ -134,7 +135,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return int(module.serve(sim_args))
 
 
-CORE_COMMANDS = {"run", "check", "buffer", "simulate"}
+CORE_COMMANDS = {"run", "check", "buffer", "simulate", "ha-statistics"}
 
 
 def build_parser(with_source_commands: bool = True) -> argparse.ArgumentParser:
@@ -175,6 +176,7 @@ def build_parser(with_source_commands: bool = True) -> argparse.ArgumentParser:
     p.add_argument("sim_source", metavar="SOURCE", help=f"one of: {', '.join(simulator_names())}")
     p.add_argument("sim_args", nargs=argparse.REMAINDER, help="the simulator's own options")
     p.set_defaults(func=cmd_simulate)
+    add_ha_statistics(sub)
 
     # Source verbs (sync, report, migrate, login) need their source module imported; only
     # do that when such a verb is asked for, so that one source's missing optional

@@ -9,6 +9,7 @@ case leaves its (bad) figures in the table too.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import platform
 from dataclasses import dataclass
@@ -190,17 +191,24 @@ def write(rows: list[list[str]]) -> None:
 
 
 def record(fig: Figures, *, seconds: float, suite: str) -> None:
-    """Print the case's line and put its row into docs/faults.md (replacing the last run)."""
+    """Print the case's line and put its row into docs/faults.md (replacing the last run).
+
+    Parallel pytest workers record at the same time: the read-modify-write of the page
+    holds an exclusive lock (a file beside it), so no worker's row is lost.
+    """
     print("\n" + fig.line(), flush=True)
-    rows = _read_rows(DOC)
     new = _row(fig, seconds, suite)
-    for i, row in enumerate(rows):
-        if row[:2] == new[:2]:
-            rows[i] = new
-            break
-    else:
-        rows.append(new)
-    write(rows)
+    DOC.parent.mkdir(parents=True, exist_ok=True)
+    with DOC.with_name(DOC.name + ".lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        rows = _read_rows(DOC)
+        for i, row in enumerate(rows):
+            if row[:2] == new[:2]:
+                rows[i] = new
+                break
+        else:
+            rows.append(new)
+        write(rows)
 
 
 if __name__ == "__main__":  # rewrite the page around the rows it holds (after a text change)

@@ -8,7 +8,9 @@ aggregate of every field is written down in exactly one place: next to the sourc
 
 from __future__ import annotations
 
+import base64
 import csv
+import hashlib
 import importlib
 import importlib.util
 import io
@@ -249,6 +251,8 @@ DURATION_KEYS = frozenset(
         "connect_timeout",
         "debounce",
         "late_after",
+        "keepalive",
+        "stale_after",
     }
 )
 _ACCOUNT = re.compile(r"^A-[0-9A-Z]{6,10}$")
@@ -279,6 +283,7 @@ def inventory_problems(
                     f"wattkeeper_{name}.{key}: {value!r} is not a duration"
                     ' such as "30s", "5m" or "1h"'
                 )
+    problems.extend(_mqtt_problems(sections.get("mqtt") or {}, secrets))
     for source in sources:
         cfg = sections.get(source) or {}
         sim = simulate and "simulate" in defs.get(source, {})
@@ -312,6 +317,21 @@ def inventory_problems(
                 "wattkeeper_luxtronik.host is missing (the heat pump controller's address)"
             )
     return problems
+
+
+_MQTT_URL = re.compile(r"^mqtts?://[A-Za-z0-9.-]+(:[0-9]{1,5})?/?$")
+
+
+def _mqtt_problems(mqtt: dict[str, Any], secrets: dict[str, str]) -> list[str]:
+    """wattkeeper_mqtt as the agent's [mqtt] section will take it."""
+    if not isinstance(mqtt, dict) or not mqtt:
+        return []
+    url = str(mqtt.get("url", ""))
+    if not _MQTT_URL.match(url):
+        return [f"wattkeeper_mqtt.url: {url!r} is not like mqtt://HOST:1883 or mqtts://HOST:8883"]
+    if secrets.get("wattkeeper_mqtt_password") and not mqtt.get("username"):
+        return ["wattkeeper_mqtt.username is missing (wattkeeper_mqtt_password needs it)"]
+    return []
 
 
 def _pulse_problems(cfg: dict[str, Any]) -> list[str]:
@@ -471,6 +491,28 @@ def to_toml(sections: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+def mosquitto_passwd(users: list[dict[str, Any]]) -> str:
+    """A mosquitto password file for ``[{name, password}]``.
+
+    Each line is ``NAME:$7$101$SALT$HASH``: PBKDF2-HMAC-SHA512, 101 iterations, a 12-byte
+    salt, base64, exactly as Debian's mosquitto_passwd 2.0 writes it. The salt is derived
+    from the name and the password, so an unchanged inventory renders an unchanged file: the
+    role stays idempotent without keeping plain passwords on the host.
+    """
+    lines = []
+    for i, user in enumerate(users):
+        name, password = str(user.get("name", "")), str(user.get("password", ""))
+        if not name or ":" in name or not password:
+            raise AnsibleFilterError(
+                f"mosquitto_users[{i}]: needs a name (without ':') and a password"
+            )
+        salt = hashlib.sha256(f"wattkeeper-mosquitto:{name}:{password}".encode()).digest()[:12]
+        digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, 101, 64)
+        b64 = base64.b64encode
+        lines.append(f"{name}:$7$101${b64(salt).decode()}${b64(digest).decode()}")
+    return "\n".join(lines) + "\n"
+
+
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
@@ -488,4 +530,5 @@ class FilterModule:
             "wattkeeper_inventory_problems": inventory_problems,
             "wattkeeper_verify_bucket": verify_bucket,
             "wattkeeper_verify_task": verify_task,
+            "wattkeeper_mosquitto_passwd": mosquitto_passwd,
         }
