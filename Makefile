@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help deps venv influxd image test test-unit test-molecule test-faults lint format demo demo-show demo-clean bench wheel clean
+.PHONY: help deps venv influxd image test test-unit test-molecule test-faults lint format dashboards demo demo-show demo-clean bench wheel clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -16,7 +16,7 @@ deps: ## install the Debian packages the tests and the demo need (podman, deboot
 $(VENV)/.installed: requirements-dev.txt agents/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements-dev.txt -e 'agents[luxtronik]'
+	$(PY) -m pip install -q -r requirements-dev.txt -e 'agents[luxtronik,mqtt]'
 	touch $@
 
 venv: $(VENV)/.installed ## create the virtualenv with the agent and the dev tools
@@ -29,8 +29,13 @@ image: ## build (once) the Debian bookworm systemd image the scenario and the de
 
 test: test-unit test-molecule ## every test: pytest (real InfluxDB, simulators), then the Molecule scenario
 
-test-unit: deps venv influxd ## the pytest suite only
-	$(PY) -m pytest tests -m "not faults"
+# Parallel pytest workers (pytest-xdist): most tests wait on agents, simulators and
+# outages rather than on the CPU, so more workers than the 2 cores pay off; each worker
+# has its own InfluxDB. Measured in docs/testing-ansible.md. PYTEST_WORKERS=0: serial.
+PYTEST_WORKERS ?= 4
+
+test-unit: deps venv influxd ## the pytest suite only (parallel workers, slowest tests listed)
+	$(PY) -m pytest tests -m "not faults" -n $(PYTEST_WORKERS) --dist load --maxschedchunk 1 --durations=15
 
 test-molecule: deps venv influxd image ## converge, idempotence, Testinfra verify on podman systemd hosts (default, then byo)
 	WATTKEEPER_INFLUXD=$$(bash scripts/build-influxd.sh | tail -1) $(VENV)/bin/molecule test
@@ -40,15 +45,19 @@ test-faults: deps venv influxd ## the long fault cases (10-min network cut, 50 k
 	$(PY) -m pytest tests -m faults -s; status=$$?; sed -n '/^| case/,$$p' docs/faults.md; exit $$status
 
 lint: venv ## ruff, formatting, mypy, yamllint and ansible-lint (production profile)
-	$(VENV)/bin/ruff check agents tests ansible molecule scripts
-	$(VENV)/bin/ruff format --check agents tests ansible molecule scripts
+	$(VENV)/bin/ruff check agents dashboards tests ansible molecule scripts
+	$(VENV)/bin/ruff format --check agents dashboards tests ansible molecule scripts
 	cd agents && ../$(VENV)/bin/mypy wattkeeper
+	cd dashboards && ../$(VENV)/bin/mypy --strict wkdash generate.py
 	$(VENV)/bin/yamllint -s .
 	$(VENV)/bin/ansible-lint -q
 
 format: venv ## apply ruff formatting and safe fixes
-	$(VENV)/bin/ruff check --fix agents tests ansible molecule scripts
-	$(VENV)/bin/ruff format agents tests ansible molecule scripts
+	$(VENV)/bin/ruff check --fix agents dashboards tests ansible molecule scripts
+	$(VENV)/bin/ruff format agents dashboards tests ansible molecule scripts
+
+dashboards: venv ## regenerate the Grafana dashboards (dashboards/*.json) from dashboards/wkdash
+	$(PY) dashboards/generate.py
 
 demo: deps venv influxd image ## the appliance on this machine: InfluxDB + a collector (podman), sources simulated
 	bash scripts/demo.sh up
@@ -59,7 +68,7 @@ demo-show: venv ## show again what landed in the running demo
 demo-clean: ## remove the demo's containers and state (keeps the cached image and influxd)
 	bash scripts/demo.sh clean
 
-bench: deps venv influxd image ## drain vs the limit, ingest, pulse, footprint, provisioning; writes docs/benchmarks.md
+bench: deps venv influxd image ## drain vs the limit, ingest, pulse, footprint, Telegraf side by side, provisioning; writes docs/benchmarks.md
 	$(PY) bench/run.py
 
 wheel: venv ## build the agent wheel into dist/

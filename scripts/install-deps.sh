@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Debian packages a fresh machine needs for the tests and the demo:
 # podman and friends for the systemd test hosts, debootstrap for their image,
-# sqlite3 for inspecting buffers. Go and Rust (for building influxd) come with the machine.
+# sqlite3 for inspecting buffers, mosquitto for the MQTT tests (which start their own
+# brokers). Go and Rust (for building influxd) come with the machine.
 set -euo pipefail
 
 packages=(podman runc fuse-overlayfs slirp4netns uidmap catatonit containernetworking-plugins
-          iptables debootstrap sqlite3 python3-venv faketime)
+          iptables debootstrap sqlite3 python3-venv faketime mosquitto)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

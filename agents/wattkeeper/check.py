@@ -44,6 +44,7 @@ def check_influx(client: InfluxClient, agent: str) -> tuple[bool, str]:
 def run_checks(cfg: AgentConfig, plugin: SourcePlugin) -> int:
     SECRETS.add(cfg.influxdb.token)
     SECRETS.add(cfg.alerts.slack_webhook_url)
+    SECRETS.add(cfg.mqtt.password)
     logging.getLogger("wattkeeper").setLevel(logging.CRITICAL)
     failures = 0
     client = InfluxClient.from_section(cfg.influxdb)
@@ -93,6 +94,14 @@ def run_checks(cfg: AgentConfig, plugin: SourcePlugin) -> int:
         _line(True, "webhook", "not configured (alerts.slack_webhook_url_file)")
     alerter.close(0)
     client.close()
+    if cfg.mqtt.url:
+        try:
+            from wattkeeper.mqtt.publisher import check_broker
+
+            _line(True, "mqtt", check_broker(cfg.mqtt))
+        except (ImportError, ConnectionError) as exc:
+            failures += 1
+            _line(False, "mqtt", str(exc))
     if fatal:
         return EX_CONFIG
     return EX_TEMPFAIL if failures else 0

@@ -39,6 +39,8 @@ class WriteResult:
     code: str = ""  # InfluxDB's error code ("invalid", "unauthorized"...) or the exception name
     message: str = ""
     retry_after: float | None = None
+    # The server's clock at the answer (its Date header, whole seconds), if it sent one.
+    server_time: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -247,6 +249,16 @@ def _short(exc: Exception) -> str:
     return text[:300]
 
 
+def parse_http_date(value: str | None) -> float | None:
+    """An HTTP Date header as a Unix time, or None."""
+    if not value:
+        return None
+    try:
+        return email.utils.parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError):
+        return None
+
+
 def _result(resp: requests.Response) -> WriteResult:
     code = ""
     message = ""
@@ -262,4 +274,5 @@ def _result(resp: requests.Response) -> WriteResult:
         code,
         message[:1000],
         parse_retry_after(resp.headers.get("Retry-After")),
+        parse_http_date(resp.headers.get("Date")),
     )
