@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help deps deps-arm deps-image venv influxd container-image image test test-unit test-molecule test-arm test-image test-faults lint format demo demo-show demo-clean bench wheel clean
+.PHONY: help deps deps-arm deps-image venv influxd container-image image test test-unit test-molecule test-arm test-image test-faults lint format dashboards demo demo-show demo-clean bench wheel clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -23,7 +23,7 @@ deps-image: ## + what make image needs (qemu-system-arm, dosfstools, mtools, par
 $(VENV)/.installed: requirements-dev.txt agents/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements-dev.txt -e 'agents[luxtronik]'
+	$(PY) -m pip install -q -r requirements-dev.txt -e 'agents[luxtronik,mqtt]'
 	touch $@
 
 venv: $(VENV)/.installed ## create the virtualenv with the agent and the dev tools
@@ -39,11 +39,17 @@ image: deps-image venv ## the Raspberry Pi SD-card image (arm64) with the collec
 
 test: test-unit test-molecule ## every test: pytest (real InfluxDB, simulators), then the Molecule scenario
 
-test-unit: deps venv influxd ## the pytest suite only
-	$(PY) -m pytest tests -m "not faults"
+# Parallel pytest workers (pytest-xdist): most tests wait on agents, simulators and
+# outages rather than on the CPU, so more workers than the 2 cores pay off; each worker
+# has its own InfluxDB. Measured in docs/testing-ansible.md. PYTEST_WORKERS=0: serial.
+PYTEST_WORKERS ?= 4
 
-test-molecule: deps venv influxd container-image ## converge, idempotence, Testinfra verify on two podman systemd hosts
+test-unit: deps venv influxd ## the pytest suite only (parallel workers, slowest tests listed)
+	$(PY) -m pytest tests -m "not faults" -n $(PYTEST_WORKERS) --dist load --maxschedchunk 1 --durations=15
+
+test-molecule: deps venv influxd container-image ## converge, idempotence, Testinfra verify on podman systemd hosts (default, then byo)
 	WATTKEEPER_INFLUXD=$$(bash scripts/build-influxd.sh | tail -1) $(VENV)/bin/molecule test
+	WATTKEEPER_INFLUXD=$$(bash scripts/build-influxd.sh | tail -1) $(VENV)/bin/molecule test -s byo
 
 test-arm: deps deps-arm venv influxd container-image ## the arm64 and armhf collectors, emulated (Molecule; arm64 alone about 40 min)
 	bash scripts/build-image.sh arm64 >/dev/null
@@ -60,15 +66,19 @@ test-faults: deps venv influxd ## the long fault cases (10-min network cut, 50 k
 	$(PY) -m pytest tests -m faults -s; status=$$?; sed -n '/^| case/,$$p' docs/faults.md; exit $$status
 
 lint: venv ## ruff, formatting, mypy, yamllint and ansible-lint (production profile)
-	$(VENV)/bin/ruff check agents tests ansible molecule scripts image
-	$(VENV)/bin/ruff format --check agents tests ansible molecule scripts image
+	$(VENV)/bin/ruff check agents dashboards tests ansible molecule scripts image
+	$(VENV)/bin/ruff format --check agents dashboards tests ansible molecule scripts image
 	cd agents && ../$(VENV)/bin/mypy wattkeeper
+	cd dashboards && ../$(VENV)/bin/mypy --strict wkdash generate.py
 	$(VENV)/bin/yamllint -s .
 	$(VENV)/bin/ansible-lint -q
 
 format: venv ## apply ruff formatting and safe fixes
-	$(VENV)/bin/ruff check --fix agents tests ansible molecule scripts image
-	$(VENV)/bin/ruff format agents tests ansible molecule scripts image
+	$(VENV)/bin/ruff check --fix agents dashboards tests ansible molecule scripts image
+	$(VENV)/bin/ruff format agents dashboards tests ansible molecule scripts image
+
+dashboards: venv ## regenerate the Grafana dashboards (dashboards/*.json) from dashboards/wkdash
+	$(PY) dashboards/generate.py
 
 demo: deps venv influxd container-image ## the appliance on this machine: InfluxDB + a collector (podman), sources simulated
 	bash scripts/demo.sh up
@@ -79,7 +89,7 @@ demo-show: venv ## show again what landed in the running demo
 demo-clean: ## remove the demo's containers and state (keeps the cached image and influxd)
 	bash scripts/demo.sh clean
 
-bench: deps venv influxd container-image ## drain vs the limit, ingest, pulse, footprint, provisioning; writes docs/benchmarks.md
+bench: deps venv influxd container-image ## drain vs the limit, ingest, pulse, footprint, Telegraf side by side, provisioning; writes docs/benchmarks.md
 	$(PY) bench/run.py
 
 wheel: venv ## build the agent wheel into dist/

@@ -4,6 +4,9 @@ Every agent runs with the settings a user gets by default (poll interval, buffer
 all at the same time, for the same period; resident memory and CPU share are read from
 /proc for the agent's process only. WattiVahti is a oneshot run by a timer, so its figures
 are whole syncs (peak memory, CPU seconds): the first (initial_days back) and an hourly one.
+Each agent also runs a second time, side by side, with an [mqtt] section publishing to a
+local mosquitto (Home Assistant's view): the difference is what paho-mqtt and the live
+view cost.
 """
 
 from __future__ import annotations
@@ -128,8 +131,10 @@ def _wait_port(port: int, timeout: float = 30) -> None:
     raise RuntimeError(f"simulator on port {port} did not start")
 
 
-def _config(d: Path, server: InfluxServer, name: str, source: dict[str, Any]) -> Path:
-    bucket = f"fp_{name}"
+def _config(
+    d: Path, server: InfluxServer, name: str, source: dict[str, Any], mqtt: dict[str, Any]
+) -> Path:
+    bucket = f"fp_{d.name}"
     server.create_bucket(bucket)
     token = d / "token"
     token.write_text(server.token)
@@ -140,6 +145,8 @@ def _config(d: Path, server: InfluxServer, name: str, source: dict[str, Any]) ->
         "buffer": {"path": d / "buffer.sqlite"},
         name: source,
     }
+    if mqtt:
+        sections["mqtt"] = mqtt
     cfg = d / f"{name}.toml"
     cfg.write_text(
         "\n".join(
@@ -176,12 +183,17 @@ def run(
     measure: Callable[[int, float], tuple[float, float, float]],
     record: Callable[..., None],
 ) -> None:
+    from support.mosquitto import Broker
+
     procs: list[subprocess.Popen[bytes]] = []
     agents: list[tuple[str, subprocess.Popen[bytes]]] = []
+    broker = Broker(tmp / "fp-mosquitto")
+    broker.start()
     try:
-        for recipe in RECIPES:
+        for recipe, with_mqtt in [(r, m) for r in RECIPES for m in (False, True)]:
             name = recipe.name.split()[0]
-            d = tmp / f"fp-{name}"
+            label = recipe.name + (" + [mqtt]" if with_mqtt else "")
+            d = tmp / f"fp-{name}{'-mqtt' if with_mqtt else ''}"
             d.mkdir()
             port = free_port()
             log = (d / "sim.log").open("wb")
@@ -189,7 +201,8 @@ def run(
             _wait_port(port)
             if recipe.prepare is not None:
                 recipe.prepare(d)
-            cfg = _config(d, server, name, recipe.source(port, d))
+            mqtt = broker.section(interval="5s") if with_mqtt else {}
+            cfg = _config(d, server, name, recipe.source(port, d), mqtt)
             alog = (d / "agent.log").open("wb")
             if recipe.oneshot:
                 # Started by a timer: the first run syncs initial_days, later ones an hour.
@@ -197,13 +210,13 @@ def run(
                     peak_mib, cpu_s, wall = _oneshot(name, cfg, alog)
                     record(
                         "footprint",
-                        f"{recipe.name}: {run_label}, peak RSS",
+                        f"{label}: {run_label}, peak RSS",
                         peak_mib,
                         "MiB",
                     )
                     record(
                         "footprint",
-                        f"{recipe.name}: {run_label}, CPU",
+                        f"{label}: {run_label}, CPU",
                         cpu_s,
                         "s",
                         f"wall {wall:.1f} s",
@@ -211,7 +224,7 @@ def run(
                 continue
             a = subprocess.Popen([*WK, "run", name, "-c", str(cfg)], stdout=alog, stderr=alog)
             procs.append(a)
-            agents.append((recipe.name, a))
+            agents.append((label, a))
         time.sleep(5)  # start-up (imports, first poll) is not the steady state
         # Measure all daemons over the same period, in parallel.
         import threading
@@ -230,7 +243,13 @@ def run(
             peak, mean, cpu = results[label]
             record("footprint", f"{label}: RSS (mean)", mean, "MiB", f"peak {peak:.1f}")
             record("footprint", f"{label}: CPU", cpu, "% of a core")
+        for label, _ in agents:
+            if label.endswith(" + [mqtt]"):
+                plain = label.removesuffix(" + [mqtt]")
+                extra = results[label][1] - results[plain][1]
+                record("footprint", f"{plain}: what [mqtt] adds", extra, "MiB RSS", "paho-mqtt")
     finally:
+        broker.stop()
         for p in procs:
             p.terminate()
         for p in procs:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Debian packages a fresh machine needs, per target:
 #   install-deps.sh        the tests and the demo: podman and friends for the systemd test
-#                          hosts, debootstrap for their image, sqlite3 for inspecting buffers
+#                          hosts, debootstrap for their image, sqlite3 for inspecting buffers,
+#                          mosquitto for the MQTT tests (which start their own brokers)
 #   install-deps.sh arm    + qemu-user-static and binfmt-support, so arm64/armhf binaries run
 #                          (the arm collectors of `make test-arm`, the Pi image's chroot)
 #   install-deps.sh image  + what `make image` needs to assemble and boot-test the Pi image
@@ -10,7 +11,7 @@
 set -euo pipefail
 
 packages=(podman runc fuse-overlayfs slirp4netns uidmap catatonit containernetworking-plugins
-          iptables debootstrap sqlite3 python3-venv faketime)
+          iptables debootstrap sqlite3 python3-venv faketime mosquitto)
 case "${1:-}" in
     "") ;;
     arm) packages+=(qemu-user-static binfmt-support) ;;

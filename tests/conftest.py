@@ -16,10 +16,18 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from support.influxd import InfluxServer, find_influxd
+from support.tls import make_server_tls
 
 ROOT = Path(__file__).resolve().parents[1]
 PLUGINS = Path(__file__).parent / "plugins"
 _bucket_seq = itertools.count()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked ``slow`` (minutes of outage, bursts, chaos) first: with parallel
+    workers (``make test-unit`` runs ``-n 4 --dist load``) they then start at once on
+    different workers, instead of one worker running them in a row at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 @pytest.fixture(scope="session")
@@ -29,8 +37,22 @@ def influxd_binary() -> str:
 
 @pytest.fixture(scope="session")
 def influx(influxd_binary: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[InfluxServer]:
-    """One server for the whole session; tests isolate themselves by bucket."""
+    """One server for the whole session (per pytest-xdist worker: each worker is a session
+    of its own); tests isolate themselves by bucket."""
     server = InfluxServer(influxd_binary, tmp_path_factory.mktemp("influxd"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def influx_tls(
+    influxd_binary: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[InfluxServer]:
+    """A server of its own that speaks https only, with a certificate for "localhost" (not
+    127.0.0.1) signed by a test CA (``influx_tls.tls.ca``); one per session (xdist worker)."""
+    base = tmp_path_factory.mktemp("influxd-tls")
+    server = InfluxServer(influxd_binary, base / "data", tls=make_server_tls(base / "tls"))
     server.start()
     yield server
     server.stop()

@@ -9,6 +9,7 @@ import importlib.util
 import os
 import sys
 import tomllib
+import types
 import typing
 from pathlib import Path
 from typing import Any
@@ -25,18 +26,19 @@ SOURCES = [s for s in ("octopus", "wattivahti", "pulse", "luxtronik") if s in so
 ROLE_SET = {"api_key_file", "refresh_token_file"}
 
 
-def _load_filters() -> Any:
+def _load_filters(file: str = "wattkeeper.py", name: str = "wattkeeper_filters") -> Any:
     spec = importlib.util.spec_from_file_location(
-        "wattkeeper_filters", ROOT / "ansible" / "plugins" / "filter" / "wattkeeper.py"
+        name, ROOT / "ansible" / "plugins" / "filter" / file
     )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    sys.modules["wattkeeper_filters"] = module
+    sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
 
 
 F = _load_filters()
+FT = _load_filters("wattkeeper_tiers.py", "wattkeeper_tier_filters")
 DEFS = yaml.safe_load((ROOT / "roles" / "wattkeeper_common" / "defaults" / "main.yml").read_text())[
     "wattkeeper_source_defs"
 ]
@@ -97,6 +99,20 @@ def test_rendered_config_loads_in_the_agent(source: str, tmp_path: Path) -> None
     cfg = load_config(path, source, plugin.config_class, set(source_names()))
     assert cfg.influxdb.bucket == f"{source}_raw"
     assert F.inventory_problems([source], {source: GOOD[source]}, SECRETS, DEFS) == []
+
+
+def test_rendered_https_config_with_the_ca_loads_in_the_agent(tmp_path: Path) -> None:
+    """What source.yml renders with wattkeeper_influxdb_ca_file: [influxdb] ca_file."""
+    from support.tls import make_server_tls
+
+    sections = _sections("pulse", GOOD["pulse"], tmp_path)
+    sections["influxdb"].update(
+        url="https://influx.home.lan:8086", ca_file=str(make_server_tls(tmp_path / "tls").ca)
+    )
+    path = tmp_path / "pulse.toml"
+    path.write_text(F.to_toml(sections))
+    cfg = load_config(path, "pulse", load_plugin("pulse").config_class, set(source_names()))
+    assert cfg.influxdb.ca_file == tmp_path / "tls" / "ca.pem"
 
 
 @pytest.mark.parametrize("source", [s for s in SOURCES if "simulate" in DEFS[s]])
@@ -208,8 +224,10 @@ def test_duration_keys_match_the_agent() -> None:
     found = set()
     for cls in _all_config_classes():
         for name, tp in _dataclass_fields(cls).items():
-            if typing.get_origin(tp) is typing.Annotated and typing.get_args(tp)[1] is _Duration:
-                found.add(name)
+            optional = typing.get_origin(tp) in (types.UnionType, typing.Union)
+            for t in typing.get_args(tp) if optional else (tp,):  # Duration | None too
+                if typing.get_origin(t) is typing.Annotated and typing.get_args(t)[1] is _Duration:
+                    found.add(name)
     assert found == set(F.DURATION_KEYS)
 
 
@@ -223,7 +241,7 @@ def test_argument_specs_name_every_key_of_the_source(source: str) -> None:
 
 
 def test_every_default_is_in_the_argument_specs() -> None:
-    for role in ("wattkeeper", "influxdb"):
+    for role in ("wattkeeper", "influxdb", "grafana"):
         defaults = yaml.safe_load((ROOT / "roles" / role / "defaults" / "main.yml").read_text())
         options = yaml.safe_load(
             (ROOT / "roles" / role / "meta" / "argument_specs.yml").read_text()
@@ -233,7 +251,7 @@ def test_every_default_is_in_the_argument_specs() -> None:
 
 
 def test_every_default_has_a_comment() -> None:
-    for role in ("wattkeeper", "influxdb", "wattkeeper_common"):
+    for role in ("wattkeeper", "influxdb", "wattkeeper_common", "grafana"):
         lines = (ROOT / "roles" / role / "defaults" / "main.yml").read_text().splitlines()
         for i, line in enumerate(lines):
             if line and not line[0].isspace() and not line.startswith(("#", "---")) and ":" in line:
@@ -243,11 +261,84 @@ def test_every_default_has_a_comment() -> None:
                 )
 
 
+TIERS = [
+    {"name": "raw", "retention": "30d"},
+    {"name": "1m", "every": "1m", "retention": "90d", "chunk": "1d"},
+    {"name": "5m", "every": "5m", "retention": "365d"},
+    {"name": "1h", "every": "1h", "retention": 0, "chunk": "7d"},
+]
+
+
+@pytest.mark.parametrize("cascade", [False, True])
 @pytest.mark.parametrize("source", [s for s in SOURCES if load_plugin(s).rollups])
-def test_task_flux_for_every_tier(source: str) -> None:
-    for every in ("1m", "5m", "1h"):
-        flux = F.task_flux(source, every, f"{source}_raw", f"{source}_{every}", "home")
-        assert f'to(bucket: "{source}_{every}"' in flux and f"every: {every}" in flux
+def test_tier_flux_for_every_tier(source: str, cascade: bool) -> None:
+    plan = [e for e in F.bucket_plan([source], TIERS, cascade=cascade) if e["task"]]
+    assert [e["every"] for e in plan] == ["1m", "5m", "1h"]
+    assert [e["src"] for e in plan] == (
+        [f"{source}_raw", f"{source}_1m", f"{source}_5m"] if cascade else [f"{source}_raw"] * 3
+    )
+    # A tier without a chunk gets a day; a new tier starts as far back as raw keeps; only
+    # a tier another one reads writes markers for it.
+    assert [e["chunk"] for e in plan] == ["1d", "1d", "7d"]
+    assert {e["first"] for e in plan} == {"30d"}
+    assert [e["announce"] for e in plan] == [cascade, cascade, False]
+    # verify.yml allows a late point the time to go through the finer tiers.
+    assert [e["lag"] for e in plan] == (["0s", "90s", "420s"] if cascade else ["0s"] * 3)
+    for entry in plan:
+        flux = FT.tier_flux(entry, "home", "30s")
+        assert f'option task = {{name: "wattkeeper_{source}_{entry["every"]}", every: ' in flux
+        assert f'dst = "{source}_{entry["every"]}"' in flux
+        assert "|> to(bucket: dst, org: org)" in flux
+        assert f'from(bucket: "{source}_{entry["every"]}")' in FT.tier_check_flux(entry)
+    # The old filter (raw to one tier) still works.
+    assert 'dst = "x_1m"' in F.task_flux(source, "1m", f"{source}_raw", "x_1m", "home")
+
+
+def _check_row(**values: str) -> dict[str, Any]:
+    row = {
+        "checkpoint": "2026-11-30T12:00:31.000000000Z",
+        "stop": "2026-11-30T12:00:00Z",
+        "late_from": "",
+        "late_to": "",
+        "from": "2026-11-29T12:00:00Z",
+        "now": "2026-11-30T12:00:50.5Z",
+        "windows": "4320",
+        "differing": "0",
+        "waiting_from": "",
+        "waiting_to": "",
+        **values,
+    }
+    header = ",result,table," + ",".join(row)
+    return {"status": 200, "content": header + "\n,_result,0," + ",".join(row.values()) + "\n"}
+
+
+def test_verify_tier_says_whether_a_tier_is_complete_and_what_to_do() -> None:
+    entry = next(e for e in F.bucket_plan(["pulse"], TIERS) if e["tier"] == "1m")
+
+    tasks: list[dict[str, str]] = [{"name": "wattkeeper_pulse_1m", "id": "0a1b"}]
+
+    def verdict(**values: str) -> tuple[bool, str, str]:
+        v = FT.verify_tier({**_check_row(**values), "item": entry}, "30s", tasks)
+        return v["ok"], v["detail"], v["next"]
+
+    ok, detail, _ = verdict()
+    assert ok and detail == "complete: 4320 windows since 2026-11-29T12:00Z equal raw"
+    ok, detail, nxt = verdict(checkpoint="", stop="")
+    assert not ok and "no checkpoint" in detail and "every 1m" in nxt
+    tasks[0]["createdAt"] = "2026-11-30T12:00:10Z"  # a new task: its first run is due
+    ok, detail, _ = verdict(checkpoint="", stop="")
+    assert ok and detail == "new: its first run is due within 1m"
+    del tasks[0]["createdAt"]
+    ok, detail, nxt = verdict(checkpoint="2026-11-30T11:40:00Z")
+    assert not ok and "21m old" in detail and "GET /api/v2/tasks/0a1b/runs" in nxt
+    ok, detail, nxt = verdict(stop="2026-11-28T12:00:00Z")
+    assert not ok and "catching up: 2d of windows left (2 runs at 1d each)" in detail, detail
+    assert "wait about 2m" in nxt
+    ok, detail, _ = verdict(late_from="2026-11-30T06:00:00Z", late_to="2026-11-30T09:00:00Z")
+    assert not ok and "catching up: 3h of windows left (1 run at 1d each)" in detail
+    ok, detail, nxt = verdict(differing="3")
+    assert not ok and detail == "3 of 4320 windows since 2026-11-29T12:00Z differ from raw"
+    assert "redo-tiers.yml" in nxt
 
 
 def test_landed_sources_skip_missing_modules() -> None:
@@ -347,3 +438,37 @@ def test_module_documents_exactly_its_arguments(name: str) -> None:
         assert bool(documented.get("required")) == bool(arg.get("required")), option
         if "default" in arg:
             assert documented.get("default") == arg["default"], option
+
+
+def _render_unit_env(tls_cert: str) -> set[str]:
+    """The Environment= lines of the binary unit and of the apt drop-in, rendered."""
+    import jinja2
+
+    env = jinja2.Environment(trim_blocks=True)
+    context = {
+        "ansible_managed": "managed",
+        "influxdb_binary_dest": "/usr/local/bin/influxd",
+        "influxdb_http_bind_address": ":8086",
+        "influxdb_reporting_enabled": False,
+        "influxdb_tls_cert": tls_cert,
+        "_influxdb_tls_dir": yaml.safe_load((ROOT / "roles/influxdb/vars/main.yml").read_text())[
+            "_influxdb_tls_dir"
+        ],
+    }
+    unit = (ROOT / "roles/influxdb/templates/influxdb.service.j2").read_text()
+    tasks = yaml.safe_load((ROOT / "roles/influxdb/tasks/install_apt.yml").read_text())
+    dropin = next(t for t in tasks if "Environment=" in str(t))["ansible.builtin.copy"]["content"]
+    lines: set[str] = set()
+    for text in (unit, dropin):
+        rendered = env.from_string(text).render(context).splitlines()
+        lines |= {line.strip() for line in rendered if line.strip().startswith("Environment=")}
+    return lines
+
+
+def test_binary_and_apt_serve_tls_from_the_given_files() -> None:
+    """influxd reads INFLUXD_TLS_CERT/KEY (the variables tests/support/influxd.py starts the
+    https test server with); both methods set them only when influxdb_tls_cert is given."""
+    with_tls = _render_unit_env("/controller/influx.crt")
+    assert "Environment=INFLUXD_TLS_CERT=/etc/influxdb2/tls/server.crt" in with_tls
+    assert "Environment=INFLUXD_TLS_KEY=/etc/influxdb2/tls/server.key" in with_tls
+    assert not any("TLS" in line for line in _render_unit_env(""))

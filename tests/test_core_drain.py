@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import threading
 from pathlib import Path
+from typing import Any
 
 from conftest import Target
 
@@ -123,14 +124,16 @@ def test_an_ack_that_cannot_be_written_keeps_the_rows(target: Target, tmp_path: 
     real_ack = buf.ack
     calls = 0
 
-    def failing_ack(rows: list[tuple[int, str]], nbytes: int | None = None) -> None:
+    def failing_ack(
+        rows: list[tuple[int, str]], nbytes: int | None = None, late: Any = None
+    ) -> None:
         nonlocal calls
         calls += 1
         if calls == 2:
             import sqlite3
 
             raise sqlite3.OperationalError("database or disk is full")
-        real_ack(rows, nbytes)
+        real_ack(rows, nbytes, late)
 
     buf.ack = failing_ack  # type: ignore[method-assign]
     assert deliverer.flush() is Flush.FAILED

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from conftest import Target, agent_config, make_target, spawn_wattkeeper
 from support.agentproc import buffer_rows, buffer_state, wait_for
 from support.influxd import InfluxServer
@@ -45,6 +46,7 @@ def stop_agent(proc: object, timeout: float = 30) -> int:
     return int(proc.wait(timeout))  # type: ignore[attr-defined]
 
 
+@pytest.mark.slow
 def test_influx_killed_then_restarted_minutes_later_loses_nothing(
     influx_factory: Callable[[], InfluxServer], tmp_path: Path
 ) -> None:
@@ -104,6 +106,7 @@ def sigkill_repeatedly(target: Target, tmp_path: Path, kills: int, seed: int) ->
     assert_all_landed_once(target, generated, f"sigkill x{kills}")
 
 
+@pytest.mark.slow
 def test_agent_sigkilled_20_times_mid_flush_loses_nothing(target: Target, tmp_path: Path) -> None:
     sigkill_repeatedly(target, tmp_path, kills=20, seed=20)
 

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Target, agent_config, run_wattkeeper, spawn_wattkeeper
+from conftest import agent_config, run_wattkeeper, spawn_wattkeeper
 from support.agentproc import buffer_rows, buffer_state, wait_for
 from support.faultreport import Figures, record
 from support.fleet import (
@@ -33,6 +33,8 @@ from support.fleet import (
     PulseLeg,
     TinyLeg,
     WattiVahtiLeg,
+    tier_figures,
+    tiered_target,
     tiny_figures,
 )
 from support.influxd import InfluxServer
@@ -123,6 +125,7 @@ def influx_chaos(
     _check_logs(fleet, outage_seen_by=("tiny", "pulse", "luxtronik", "octopus"))
 
 
+@pytest.mark.slow
 def test_influx_killed_at_random_while_all_agents_run(
     influx_factory: Callable[[], InfluxServer], tmp_path: Path
 ) -> None:
@@ -173,6 +176,7 @@ def network_cut(
     _check_logs(fleet, outage_seen_by=("tiny", "pulse", "luxtronik", "octopus"))
 
 
+@pytest.mark.slow
 def test_network_cut_short(influx: InfluxServer, tmp_path: Path) -> None:
     network_cut(influx, tmp_path, 30, "network to InfluxDB cut 30 s", QUICK)
 
@@ -259,8 +263,9 @@ def fill(disk: Path) -> Path:
 
 
 def test_disk_full_keeps_polling_says_so_and_recovers(
-    target: Target, tmp_path: Path, small_disk: Path
+    influx: InfluxServer, tmp_path: Path, small_disk: Path
 ) -> None:
+    target, tiers = tiered_target(influx, tmp_path)
     cfg = agent_config(
         tmp_path,
         target,
@@ -290,11 +295,12 @@ def test_disk_full_keeps_polling_says_so_and_recovers(
         _stop(proc)
     text = log.read_text()
     fig = tiny_figures(target, buf, "buffer disk full (3 MB tmpfs)", "polls held in memory")
-    _report_and_check([fig], started, QUICK)
+    _report_and_check([tier_figures(fig, tiers, "tiny")], started, QUICK)
     assert "disk is full" in text and "polling goes on" in text
     assert "takes writes again" in text
 
 
+@pytest.mark.slow
 def test_disk_full_under_every_agent(influx: InfluxServer, tmp_path: Path) -> None:
     """All agents keep their buffers on one small tmpfs that another file fills up: each
     keeps polling (or counting pulses), says so, holds what it can, and catches up when
@@ -332,7 +338,10 @@ def test_disk_full_under_every_agent(influx: InfluxServer, tmp_path: Path) -> No
 # -- a corrupt buffer file -----------------------------------------------------------------
 
 
-def test_corrupt_buffer_is_moved_aside_and_the_agent_runs(target: Target, tmp_path: Path) -> None:
+def test_corrupt_buffer_is_moved_aside_and_the_agent_runs(
+    influx: InfluxServer, tmp_path: Path
+) -> None:
+    target, tiers = tiered_target(influx, tmp_path)
     started = time.monotonic()
     cfg = agent_config(tmp_path, target, "tiny", {"total": 50, "points_per_poll": 50})
     buf = tmp_path / "tiny-buffer.sqlite"
@@ -345,7 +354,7 @@ def test_corrupt_buffer_is_moved_aside_and_the_agent_runs(target: Target, tmp_pa
     res = run_wattkeeper("run", TINY, "-c", cfg, "--once")
     assert res.returncode == 0 and "is corrupt" not in res.stderr
     fig = tiny_figures(target, buf, "corrupt buffer file", "moved aside, fresh buffer")
-    _report_and_check([fig], started, QUICK)
+    _report_and_check([tier_figures(fig, tiers, "tiny")], started, QUICK)
 
 
 # -- the clock jumping -----------------------------------------------------------------------
@@ -417,6 +426,7 @@ def test_octopus_server_clock_ignores_local_clock_jumps(monkeypatch: pytest.Monk
     assert abs(clock.now() - server) < 5
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(FAKETIME_LIB is None, reason="libfaketime not installed (make deps)")
 def test_clock_jumps_under_every_agent(influx: InfluxServer, tmp_path: Path) -> None:
     """Every agent's wall clock jumps an hour back, a day forward and back while it runs
@@ -444,9 +454,10 @@ def test_clock_jumps_under_every_agent(influx: InfluxServer, tmp_path: Path) -> 
 
 
 @pytest.mark.skipif(FAKETIME_LIB is None, reason="libfaketime not installed (make deps)")
-def test_clock_jumps_back_and_forward(target: Target, tmp_path: Path) -> None:
+def test_clock_jumps_back_and_forward(influx: InfluxServer, tmp_path: Path) -> None:
     """The agent's wall clock jumps an hour back, then a day forward (libfaketime, this
     process only): polling, delivery and the readings' own timestamps are unaffected."""
+    target, tiers = tiered_target(influx, tmp_path)
     offset_file = tmp_path / "faketime"
     offset_file.write_text("+0")
     cfg = agent_config(
@@ -478,7 +489,7 @@ def test_clock_jumps_back_and_forward(target: Target, tmp_path: Path) -> None:
         _stop(proc)
     assert buffer_rows(buf, "tiny,%") == 0
     fig = tiny_figures(target, buf, "clock jumps -1 h, +1 d, back", "libfaketime, agent only")
-    _report_and_check([fig], started, QUICK)
+    _report_and_check([tier_figures(fig, tiers, "tiny")], started, QUICK)
     # The jumps really happened in the agent: its own metrics carry its (wrong) wall clock.
     metrics = '|> filter(fn: (r) => r._measurement == "wattkeeper_agent")'
     ahead = target.query(f"|> range(start: 20h, stop: 30h) {metrics}")

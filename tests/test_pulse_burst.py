@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 import test_pulse
 from conftest import Target, spawn_wattkeeper
 from test_pulse import THREE, Sim, per_channel, pulse_config, raw_series, stop_agent, wait_counts
@@ -20,6 +21,7 @@ PER_CHANNEL = 12_000  # 200/s for 60 s
 BURST = ("--profile", "constant:720000", "--pulses-per-kwh", "1000", "--count", str(PER_CHANNEL))
 
 
+@pytest.mark.slow
 def test_burst_of_200_per_second_per_channel_for_a_minute_loses_nothing(
     tmp_path: Path, target: Target, pulse_sim: Callable[..., Sim]
 ) -> None:

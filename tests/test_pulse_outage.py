@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 import test_pulse
 from conftest import make_target, spawn_wattkeeper
 from support.influxd import InfluxServer
@@ -16,6 +17,7 @@ from test_pulse_burst import BURST, PER_CHANNEL
 pulse_sim = test_pulse.pulse_sim
 
 
+@pytest.mark.slow
 def test_influxdb_down_during_the_burst_loses_nothing(
     tmp_path: Path,
     influx_factory: Callable[[], InfluxServer],

@@ -89,9 +89,11 @@ def make_setup(
     simulator: Callable[..., Sim],
     *sim_args: str,
     token: bool = True,
+    sections: dict[str, dict[str, Any]] | None = None,
     **source: Any,
 ) -> Setup:
-    """A simulator seeded with one refresh token, that token on disk, and an agent file."""
+    """A simulator seeded with one refresh token, that token on disk, and an agent file
+    (``sections``: keys of other sections, e.g. {"agent": {"failure_threshold": 2}})."""
     first = f"rt-{uuid.uuid4().hex}"
     token_file = tmp_path / "state" / "refresh_token"
     token_file.parent.mkdir(exist_ok=True)
@@ -108,7 +110,7 @@ def make_setup(
         "timeout": "5s",
     }
     table.update(source)
-    cfg = agent_config(tmp_path, target, "wattivahti", table)
+    cfg = agent_config(tmp_path, target, "wattivahti", table, **(sections or {}))
     return Setup(sim, cfg, token_file, tmp_path)
 
 

@@ -30,6 +30,8 @@ class Event(Enum):
     POINTS_DROPPED = ("error", "points dropped")
     POINTS_DEAD = ("error", "points rejected by InfluxDB")
     DISK_FULL = ("error", "disk almost full")
+    SOURCE_STALE = ("warning", "no new readings")
+    SOURCE_FRESH = ("info", "readings again")
 
     @property
     def severity(self) -> str:

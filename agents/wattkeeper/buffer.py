@@ -40,6 +40,9 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
 """
 
 COUNTERS = ("points_written", "points_dropped", "points_dead", "points_taken")
+# State key of the late-delivery marker not yet sent: [start_ns, stop_ns, points].
+LATE_KEY = "delivery.late"
+LateRange = tuple[int, int, int]
 
 
 def _rollback(db: sqlite3.Connection) -> None:
@@ -217,12 +220,16 @@ class Buffer:
             ).fetchall()
         return rows
 
-    def ack(self, rows: list[Row], nbytes: int | None = None) -> None:
+    def ack(
+        self, rows: list[Row], nbytes: int | None = None, late: LateRange | None = None
+    ) -> None:
         """InfluxDB answered 2xx for these rows: delete them.
 
         ``rows`` is a contiguous slice of a ``peek`` result; ids only grow, so the id range
         holds exactly these rows (or fewer, if some were dropped meanwhile). ``nbytes``, the
         bytes of their lines if the caller knows it, spares reading every line again.
+        ``late``, the reading-time range of those of them that arrived late, is added to
+        the pending late marker in the same transaction: a crash cannot separate the two.
         """
         if not rows:
             return
@@ -239,6 +246,8 @@ class Buffer:
                     ).fetchone()
                 n = db.execute("DELETE FROM points WHERE id BETWEEN ? AND ?", (lo, hi)).rowcount
                 self._bump("points_written", n)
+                if late is not None:
+                    self._merge_late(late)
                 db.execute("COMMIT")
             except BaseException:
                 _rollback(db)
@@ -250,6 +259,30 @@ class Buffer:
                 self._rows, self._bytes = db.execute(
                     "SELECT count(*), coalesce(sum(length(CAST(line AS BLOB))), 0) FROM points"
                 ).fetchone()
+
+    def _merge_late(self, late: LateRange) -> None:
+        """Widen the pending late marker by ``late`` (inside the caller's transaction)."""
+        row = self._db.execute("SELECT value FROM state WHERE key = ?", (LATE_KEY,)).fetchone()
+        if row is not None:
+            start, stop, n = json.loads(row[0])
+            late = (min(start, late[0]), max(stop, late[1]), n + late[2])
+        self._db.execute(
+            "INSERT INTO state(key, value) VALUES (?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (LATE_KEY, json.dumps(list(late))),
+        )
+
+    def pending_late(self) -> LateRange | None:
+        """The late marker to send: reading-time range and count of late points acked."""
+        value = self.get_state(LATE_KEY)
+        return None if value is None else (int(value[0]), int(value[1]), int(value[2]))
+
+    def clear_late(self, sent: LateRange) -> None:
+        """The marker ``sent`` was delivered: forget it, unless it grew meanwhile."""
+        with self._lock:
+            self._db.execute(
+                "DELETE FROM state WHERE key = ? AND value = ?", (LATE_KEY, json.dumps(list(sent)))
+            )
 
     def dead_letter(self, row: Row, status: int, error: str) -> None:
         """InfluxDB permanently rejected exactly this line: keep it aside, out of the queue."""

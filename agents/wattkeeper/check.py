@@ -8,7 +8,7 @@ import time
 from wattkeeper.alerts import Alerter
 from wattkeeper.buffer import Buffer
 from wattkeeper.config import EX_CONFIG, EX_TEMPFAIL, AgentConfig
-from wattkeeper.influx import InfluxClient
+from wattkeeper.influx import TLS, InfluxClient
 from wattkeeper.journal import SECRETS
 from wattkeeper.point import Point
 from wattkeeper.source import SourceContext, SourceError, SourceFatal, SourcePlugin
@@ -21,6 +21,8 @@ def _line(ok: bool, what: str, detail: str) -> None:
 def check_influx(client: InfluxClient, agent: str) -> tuple[bool, str]:
     """Reachable, token valid, bucket writable: write a probe point and see it accepted."""
     health = client.health()
+    if health.status == 0 and health.code == TLS:
+        return False, f"{client.url}: {health.describe()}"
     if health.status == 0:
         return False, f"{client.url} unreachable: {health.describe()}"
     if not health.ok:
@@ -42,6 +44,7 @@ def check_influx(client: InfluxClient, agent: str) -> tuple[bool, str]:
 def run_checks(cfg: AgentConfig, plugin: SourcePlugin) -> int:
     SECRETS.add(cfg.influxdb.token)
     SECRETS.add(cfg.alerts.slack_webhook_url)
+    SECRETS.add(cfg.mqtt.password)
     logging.getLogger("wattkeeper").setLevel(logging.CRITICAL)
     failures = 0
     client = InfluxClient.from_section(cfg.influxdb)
@@ -91,6 +94,14 @@ def run_checks(cfg: AgentConfig, plugin: SourcePlugin) -> int:
         _line(True, "webhook", "not configured (alerts.slack_webhook_url_file)")
     alerter.close(0)
     client.close()
+    if cfg.mqtt.url:
+        try:
+            from wattkeeper.mqtt.publisher import check_broker
+
+            _line(True, "mqtt", check_broker(cfg.mqtt))
+        except (ImportError, ConnectionError) as exc:
+            failures += 1
+            _line(False, "mqtt", str(exc))
     if fatal:
         return EX_CONFIG
     return EX_TEMPFAIL if failures else 0

@@ -16,6 +16,7 @@ from typing import Any
 
 from wattkeeper import __version__
 from wattkeeper.config import EX_CONFIG, EX_TEMPFAIL, AgentConfig, ConfigError, load_config
+from wattkeeper.hastats import add_command as add_ha_statistics
 from wattkeeper.registry import (
     UnknownSource,
     load_plugin,
@@ -105,7 +106,12 @@ def cmd_buffer(args: argparse.Namespace) -> int:
         client = InfluxClient.from_section(cfg.influxdb)
         before = buf.pending
         outcome = Deliverer(
-            buf, client, batch_size=cfg.influxdb.batch_size, batch_bytes=cfg.influxdb.batch_bytes
+            buf,
+            client,
+            batch_size=cfg.influxdb.batch_size,
+            batch_bytes=cfg.influxdb.batch_bytes,
+            late_after=cfg.influxdb.late_after,
+            marker_tags={"host": cfg.agent.host},
         ).flush(time.monotonic() + args.timeout)
         print(f"delivered {before - buf.pending} points; {buf.pending} pending")
         return 0 if outcome is Flush.EMPTY else EX_TEMPFAIL
@@ -129,7 +135,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return int(module.serve(sim_args))
 
 
-CORE_COMMANDS = {"run", "check", "buffer", "simulate"}
+CORE_COMMANDS = {"run", "check", "buffer", "simulate", "ha-statistics"}
 
 
 def build_parser(with_source_commands: bool = True) -> argparse.ArgumentParser:
@@ -170,6 +176,7 @@ def build_parser(with_source_commands: bool = True) -> argparse.ArgumentParser:
     p.add_argument("sim_source", metavar="SOURCE", help=f"one of: {', '.join(simulator_names())}")
     p.add_argument("sim_args", nargs=argparse.REMAINDER, help="the simulator's own options")
     p.set_defaults(func=cmd_simulate)
+    add_ha_statistics(sub)
 
     # Source verbs (sync, report, migrate, login) need their source module imported; only
     # do that when such a verb is asked for, so that one source's missing optional

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import socket
+import ssl
 import stat
 import tomllib
 import types
@@ -111,6 +112,21 @@ def read_secret_file(path: Path, key: str, file: Path | str) -> str:
     return value
 
 
+def check_ca_file(path: Path, url: str, key: str, file: Path | str) -> None:
+    """A CA file must be readable PEM with at least one certificate, for an https URL: a
+    mistake here would otherwise only show as failed deliveries."""
+    if not url.startswith("https://"):
+        raise ConfigError(key, file, f'is set but the URL "{url}" is not https://')
+    try:
+        ssl.create_default_context(cafile=str(path))
+    except FileNotFoundError:
+        raise ConfigError(key, file, f"CA file {path} does not exist") from None
+    except PermissionError:
+        raise ConfigError(key, file, f"CA file {path}: permission denied") from None
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        raise ConfigError(key, file, f"{path} is not a PEM CA certificate ({exc})") from None
+
+
 # ---------------------------------------------------------------------------
 # The sections every agent shares
 # ---------------------------------------------------------------------------
@@ -129,6 +145,9 @@ class AgentSection:
     flush_timeout: Duration = 10.0
     # Consecutive failed polls before the source is reported failing.
     failure_threshold: int = 3
+    # Alert when the newest reading is older than this ("0s": never). Unset: the source's
+    # own default (octopus 30m; the other sources never).
+    stale_after: Duration | None = None
 
     def validate(self, where: str, file: Path) -> None:
         if self.failure_threshold < 1:
@@ -146,18 +165,29 @@ class InfluxSection:
     bucket: str
     token_file: Path | None = None
     token: str | None = None
+    # https: the CA certificate(s) (PEM) that signed the server's certificate; unset, the
+    # system's CAs. Verification is never switched off.
+    ca_file: Path | None = None
     timeout: Duration = 10.0
     batch_size: int = 5000
     # A batch is also cut at this many bytes of line protocol (wide Luxtronik points).
     batch_bytes: ByteSize = 8_000_000
     gzip: bool = True
-    # Exponential backoff with jitter between failed deliveries.
+    # Exponential backoff with jitter between failed deliveries. The ceiling is short so that
+    # a backlog starts to drain soon after InfluxDB is back (Telegraf retries at every 10 s
+    # flush); a refused or failed attempt costs little, and a Retry-After is still honoured.
     retry_initial: Duration = 1.0
-    retry_max: Duration = 300.0
+    retry_max: Duration = 30.0
+    # Points delivered longer than this after their reading time get a late marker, so
+    # the downsampling tasks re-aggregate their windows; keep it below the tasks' offset
+    # (influxdb_task_offset, 30s). 0 turns markers off.
+    late_after: Duration = 10.0
 
     def validate(self, where: str, file: Path) -> None:
         if not re.match(r"^https?://[^/\s]+", self.url):
             raise ConfigError(f"{where}.url", file, f'"{self.url}" is not an http(s) URL')
+        if self.ca_file is not None:
+            check_ca_file(self.ca_file, self.url, f"{where}.ca_file", file)
         if self.token_file is not None:
             self.token = read_secret_file(self.token_file, f"{where}.token_file", file)
         elif not self.token:
@@ -166,6 +196,8 @@ class InfluxSection:
             raise ConfigError(f"{where}.batch_size", file, "must be between 1 and 5000")
         if self.timeout <= 0:
             raise ConfigError(f"{where}.timeout", file, "must be positive")
+        if self.late_after < 0:
+            raise ConfigError(f"{where}.late_after", file, "must be 0 (off) or positive")
 
     def __repr__(self) -> str:  # never show the token
         return f"InfluxSection(url={self.url!r}, org={self.org!r}, bucket={self.bucket!r})"
@@ -215,6 +247,90 @@ class AlertsSection:
 
 
 @dataclass
+class MqttSection:
+    """[mqtt]: the optional live view in Home Assistant (MQTT discovery); off without url."""
+
+    # mqtt://HOST[:1883], or mqtts://HOST[:8883] for TLS with the broker's certificate verified.
+    url: str = ""
+    username: str | None = None
+    password_file: Path | None = None
+    # CA certificate(s) the broker's certificate is checked against (default: the system's).
+    ca_file: Path | None = None
+    # Default: wattkeeper-SOURCE-HOST.
+    client_id: str = ""
+    # State and availability topics: PREFIX/HOST/SOURCE/...
+    topic_prefix: str = "wattkeeper"
+    # Home Assistant's discovery prefix (a setting of its MQTT integration).
+    discovery_prefix: str = "homeassistant"
+    # At most one state message per sensor this often; the newest value wins.
+    interval: Duration = 5.0
+    keepalive: Duration = 60.0
+    # Values outside the source's default set to publish too, by field name (Luxtronik).
+    sensors: list[str] = field(default_factory=list)
+    # No reading for this long: the agent is reported stale (0: 15m; for a oneshot, 2 days).
+    stale_after: Duration = 0.0
+    password: str | None = field(default=None, init=False, repr=False)
+
+    def validate(self, where: str, file: Path) -> None:
+        if not self.url:
+            for key in ("username", "password_file", "ca_file", "client_id", "sensors"):
+                if getattr(self, key):
+                    raise ConfigError(f"{where}.url", file, f"missing ({where}.{key} needs it)")
+            return
+        m = _MQTT_URL.match(self.url)
+        if not m:
+            raise ConfigError(
+                f"{where}.url",
+                file,
+                f'"{self.url}" is not like mqtt://HOST:1883 or mqtts://HOST:8883 (credentials '
+                "go in username and password_file, not in the URL)",
+            )
+        if m.group("port") and not 1 <= int(m.group("port")) <= 65535:
+            raise ConfigError(f"{where}.url", file, f"port {m.group('port')} is out of range")
+        if self.password_file is not None:
+            if not self.username:
+                raise ConfigError(f"{where}.username", file, "missing (password_file needs it)")
+            self.password = read_secret_file(self.password_file, f"{where}.password_file", file)
+        if self.ca_file is not None:
+            if not self.tls:
+                raise ConfigError(f"{where}.ca_file", file, "needs an mqtts:// url")
+            if not self.ca_file.is_file():
+                raise ConfigError(f"{where}.ca_file", file, f"{self.ca_file} does not exist")
+        for key in ("topic_prefix", "discovery_prefix"):
+            value = getattr(self, key)
+            if not _MQTT_TOPIC.match(value):
+                raise ConfigError(
+                    f"{where}.{key}", file, f'"{value}": use letters, digits, _ - and inner /'
+                )
+        if self.interval < 0.1:
+            raise ConfigError(f"{where}.interval", file, "must be at least 100ms")
+        if not 5 <= self.keepalive <= 65535:
+            raise ConfigError(f"{where}.keepalive", file, "must be between 5s and 65535s")
+
+    @property
+    def tls(self) -> bool:
+        return self.url.startswith("mqtts://")
+
+    @property
+    def host(self) -> str:
+        m = _MQTT_URL.match(self.url)
+        return m.group("host").strip("[]") if m else ""
+
+    @property
+    def port(self) -> int:
+        m = _MQTT_URL.match(self.url)
+        if m and m.group("port"):
+            return int(m.group("port"))
+        return 8883 if self.tls else 1883
+
+
+_MQTT_URL = re.compile(
+    r"^mqtts?://(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::(?P<port>\d{1,5}))?/?$"
+)
+_MQTT_TOPIC = re.compile(r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")
+
+
+@dataclass
 class AgentConfig:
     """A whole agent file: the shared sections plus the one source's section."""
 
@@ -225,6 +341,7 @@ class AgentConfig:
     buffer: BufferSection
     alerts: AlertsSection
     source: Any
+    mqtt: MqttSection = field(default_factory=MqttSection)
 
     @property
     def buffer_path(self) -> Path:
@@ -236,6 +353,7 @@ SHARED_SECTIONS: dict[str, type] = {
     "influxdb": InfluxSection,
     "buffer": BufferSection,
     "alerts": AlertsSection,
+    "mqtt": MqttSection,
 }
 
 
@@ -294,7 +412,8 @@ def load_config(
 def load_section(table: dict[str, Any], cls: type[T], where: str, file: Path) -> T:
     """Build dataclass ``cls`` from a TOML table, reporting problems by dotted key."""
     hints = get_type_hints(cls, include_extras=True)
-    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    # Fields a validate() fills in (a secret read from its file) are not keys of the file.
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
     for key in table:
         if key not in fields:
             raise ConfigError(

@@ -4,6 +4,12 @@ The oldest rows go first, up to ``batch_size`` per request. A 2xx deletes the ro
 transient failure (no answer, 5xx, 429, 401/403/404 that an operator can fix) keeps them
 and backs off. A permanent rejection (400/413/422) is bisected until the offending lines
 are isolated; those go to the dead-letter table and everything else flows on.
+
+Points that reach InfluxDB later than ``late_after`` after their reading time (a backlog
+after an outage, a backfill, a portal's day-old readings) may land in windows the
+downsampling tasks have already aggregated. Their reading-time range is committed with
+their ack, and a small ``wattkeeper_late`` marker point carrying it follows them into
+the bucket, so that the next run of every tier re-aggregates those windows.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import logging
+import operator
 import sqlite3
 import threading
 import time
@@ -19,10 +26,19 @@ from dataclasses import dataclass
 from enum import Enum
 
 from wattkeeper.backoff import Backoff
-from wattkeeper.buffer import Buffer, Row
+from wattkeeper.buffer import Buffer, LateRange, Row
 from wattkeeper.influx import InfluxClient, WriteResult
+from wattkeeper.point import _escape_key
 
 log = logging.getLogger("wattkeeper.delivery")
+
+# The timestamp of a line: its last 19 characters, for every nanosecond time between
+# 2001 and 2286, where compared as text they order like numbers. (A line without a
+# timestamp is stamped on arrival and is never late; nor is a reading from before 2001.)
+_TAIL = operator.itemgetter(slice(-19, None))
+_LINE = operator.itemgetter(1)  # of a buffer row (id, line)
+LATE_MEASUREMENT = "wattkeeper_late"
+MARKER_GAP = 10.0  # seconds between two markers of a running agent
 
 
 class Flush(Enum):
@@ -75,11 +91,35 @@ class _Request:
 
 @dataclass(slots=True)
 class _Batch:
-    """Rows on their way out: their gzip'd body and the bytes their lines hold."""
+    """Rows on their way out: their gzip'd body, the bytes their lines hold, and the
+    tail (timestamp text) of their oldest line."""
 
     rows: list[Row]
     body: bytes
     nbytes: int
+    oldest: str = ""
+
+
+def late_range(lines: list[str], cutoff_ns: int) -> LateRange | None:
+    """Reading-time range [start, stop) and count of the lines stamped before
+    ``cutoff_ns`` (lines without a timestamp are stamped on arrival: never late).
+
+    A backlog after an outage is late from end to end: then this is two C-level passes
+    over the lines' tails, not a Python loop per line.
+    """
+    cut = str(cutoff_ns).zfill(19)
+    tails = list(map(_TAIL, lines))
+    late = tails if max(tails, default=cut) < cut else [t for t in tails if t < cut]
+    if not late:
+        return None
+    if all(map(str.isdigit, late)):
+        return (int(min(late)), int(max(late)) + 1, len(late))
+    times = []  # some timestamp shorter than 19 digits: read each line's own
+    for line in lines:
+        tail = line[line.rfind(" ") + 1 :]
+        if tail.isdigit() and int(tail) < cutoff_ns:
+            times.append(int(tail))
+    return (min(times), max(times) + 1, len(times)) if times else None
 
 
 class Deliverer:
@@ -95,6 +135,9 @@ class Deliverer:
         backoff: Backoff | None = None,
         on_lost: Callable[[str], object] | None = None,
         on_restored: Callable[[int], object] | None = None,
+        late_after: float = 0.0,
+        marker_tags: dict[str, str] | None = None,
+        marker_every: float = 30.0,
     ) -> None:
         self.buffer = buffer
         self.client = client
@@ -111,6 +154,19 @@ class Deliverer:
         self._lost_since = 0.0
         self._last_warned = 0.0
         self._line_bytes = 0.0  # mean size of the lines last sent, to size the next read
+        # Late markers (the agent's config turns them on); tags tell agents sharing a
+        # bucket apart.
+        self.late_after = late_after
+        self._marker_head = LATE_MEASUREMENT + "".join(
+            f",{_escape_key(k)}={_escape_key(v)}"
+            for k, v in sorted((marker_tags or {}).items())
+            if v
+        )
+        self.marker_every = marker_every
+        self._marker_sent_at = -1e9  # monotonic
+        self._late_since: float | None = (
+            time.monotonic() if late_after > 0 and buffer.pending_late() else None
+        )
 
     # -- one pass ---------------------------------------------------------------------
 
@@ -122,6 +178,15 @@ class Deliverer:
         request is in flight at a time, oldest first; batch N+1 goes out only after batch
         N's 2xx, and a batch leaves the buffer only after its own 2xx.
         """
+        try:
+            self._send_marker(deadline)  # one left by the last pass (or a crash)
+        except TransientFailure as exc:
+            self._mark_failed(exc.result)
+            return Flush.FAILED
+        except sqlite3.Error as exc:  # sent, but a full disk refuses to forget it: again later
+            log.error("cannot update the buffer %s: %s", self.buffer.path, exc)
+            self._retry_after = None
+            return Flush.FAILED
         batch = self._prepare(self.buffer.peek(self._peek_limit()))
         if not batch.rows:
             return Flush.EMPTY
@@ -136,14 +201,19 @@ class Deliverer:
             following: _Request | None = None
             try:
                 if result.ok:
-                    if nxt.rows and not self._out_of_time(deadline):
+                    marker_due = self._marker_due()
+                    if nxt.rows and not marker_due and not self._out_of_time(deadline):
                         following = self._send(nxt, deadline)
-                    self.buffer.ack(batch.rows, batch.nbytes)
+                    self.buffer.ack(batch.rows, batch.nbytes, self._late(batch, result))
                     self._mark_ok(len(batch.rows))
+                    if following is None and (marker_due or not nxt.rows):
+                        self._send_marker(deadline)  # between requests, never beside one
                 else:
                     # Anything but a 2xx leaves the fast path: retry or bisect this batch.
                     self._handle_refusal(batch.rows, result, deadline)
                     nxt = self._prepare(self.buffer.peek(self._peek_limit()))
+                    if not nxt.rows:
+                        self._send_marker(deadline)
             except TransientFailure as exc:
                 self._mark_failed(exc.result)
                 return Flush.FAILED
@@ -197,7 +267,10 @@ class Deliverer:
         nbytes = len(raw) - len(lines)  # the lines' own bytes, as the buffer counts them
         if lines:
             self._line_bytes = nbytes / len(lines)
-        return _Batch(rows, body, nbytes)
+        # Computed while the previous batch is in flight, so the check for late points
+        # costs the normal path one C-level pass over the lines.
+        oldest = min(map(_TAIL, lines)) if lines and self.late_after > 0 else ""
+        return _Batch(rows, body, nbytes, oldest)
 
     def _fit(self, rows: list[Row], lines: list[str]) -> tuple[list[Row], list[str]]:
         """The longest prefix within ``batch_bytes`` (at least one line)."""
@@ -214,9 +287,11 @@ class Deliverer:
         return max(0.5, min(self.client.timeout, deadline - time.monotonic()))
 
     def _deliver(self, rows: list[Row], deadline: float | None) -> None:
-        result = self.client.write([line for _, line in rows], timeout=self._timeout(deadline))
+        lines = [line for _, line in rows]
+        result = self.client.write(lines, timeout=self._timeout(deadline))
         if result.ok:
-            self.buffer.ack(rows)
+            oldest = min(map(_TAIL, lines)) if self.late_after > 0 else ""
+            self.buffer.ack(rows, late=self._late(_Batch(rows, b"", 0, oldest), result))
             self._mark_ok(len(rows))
             return
         self._handle_refusal(rows, result, deadline)
@@ -245,6 +320,67 @@ class Deliverer:
         )
         self._deliver(rows[:mid], deadline)
         self._deliver(rows[mid:], deadline)
+
+    # -- late markers ---------------------------------------------------------------
+
+    def _cutoff_ns(self, result: WriteResult) -> int:
+        """Points stamped before this arrived late: ``late_after`` before the answer, on
+        the server's clock (the tasks' clock; the agent's may be off) when it tells."""
+        if result.server_time is None:
+            return int((time.time() - self.late_after) * 1e9)
+        # The Date header is truncated to the second: err towards a marker too many.
+        return int((result.server_time + 1 - self.late_after) * 1e9)
+
+    def _late(self, batch: _Batch, result: WriteResult) -> LateRange | None:
+        """The late points of a delivered batch, if any. On time: one comparison of two
+        strings. A backlog late from end to end: one more C-level pass (its newest)."""
+        if self.late_after <= 0 or not batch.oldest:
+            return None
+        cutoff = self._cutoff_ns(result)
+        cut = str(cutoff).zfill(19)
+        if batch.oldest >= cut:
+            return None
+        if self._late_since is None:
+            self._late_since = time.monotonic()
+        newest = max(map(_TAIL, map(_LINE, batch.rows)))
+        if newest < cut and batch.oldest.isdigit() and newest.isdigit():
+            return (int(batch.oldest), int(newest) + 1, len(batch.rows))
+        return late_range([line for _, line in batch.rows], cutoff)
+
+    def _marker_due(self) -> bool:
+        """A long drain sends its marker every ``marker_every`` s, not only at its end."""
+        return (
+            self._late_since is not None
+            and time.monotonic() - self._late_since >= self.marker_every
+        )
+
+    def _send_marker(self, deadline: float | None) -> None:
+        """Write the pending marker (after the points it describes, which are acked);
+        kept in the buffer until InfluxDB has it. No timestamp: the server stamps it on
+        arrival, which is what the tasks look for since their last run.
+
+        At most one every ``MARKER_GAP`` s while the agent runs (an agent whose clock is
+        off marks every pass), and always in a last pass (``--once``, stopping)."""
+        if self._late_since is None:
+            return
+        if deadline is None and time.monotonic() - self._marker_sent_at < MARKER_GAP:
+            return
+        late = self.buffer.pending_late()
+        if late is None:
+            self._late_since = None
+            return
+        start, stop, n = late
+        line = f"{self._marker_head} start={start}i,stop={stop}i,points={n}i"
+        result = self.client.write([line], timeout=self._timeout(deadline))
+        if result.ok or result.permanent:
+            self._marker_sent_at = time.monotonic()
+            if not result.ok:
+                log.error("InfluxDB refused the late marker (%s): %s", result.describe(), line)
+            self.buffer.clear_late(late)
+            self._late_since = None if self.buffer.pending_late() is None else time.monotonic()
+            log.debug("late marker sent: %d points from %d to %d", n, start, stop)
+            return
+        raise TransientFailure(result)
 
     def _mark_ok(self, n: int) -> None:
         self.backoff.reset()

@@ -12,8 +12,11 @@ import csv
 import email.utils
 import gzip
 import io
+import re
+import ssl
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import requests
@@ -23,6 +26,9 @@ if TYPE_CHECKING:
 
 # HTTP statuses after which the same lines will never be accepted: bisect, then dead-letter.
 PERMANENT_STATUSES = frozenset({400, 413, 422})
+# WriteResult.code of a certificate the client does not accept (transient: the readings
+# stay buffered until the CA file or the URL is fixed).
+TLS = "TLS"
 
 
 @dataclass(frozen=True)
@@ -33,6 +39,8 @@ class WriteResult:
     code: str = ""  # InfluxDB's error code ("invalid", "unauthorized"...) or the exception name
     message: str = ""
     retry_after: float | None = None
+    # The server's clock at the answer (its Date header, whole seconds), if it sent one.
+    server_time: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -44,6 +52,8 @@ class WriteResult:
         return self.status in PERMANENT_STATUSES
 
     def describe(self) -> str:
+        if self.status == 0 and self.code == TLS:
+            return f"TLS: {self.message}"
         if self.status == 0:
             return f"no answer ({self.code}: {self.message})"
         text = f"HTTP {self.status}"
@@ -82,12 +92,17 @@ class InfluxClient:
         *,
         timeout: float = 10.0,
         use_gzip: bool = True,
+        ca_file: Path | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         self.org = org
         self.bucket = bucket
         self.timeout = timeout
         self.use_gzip = use_gzip
+        self.ca_file = ca_file
+        # Passed with every request: a path given to requests this way is not overridden
+        # by REQUESTS_CA_BUNDLE, and verification is never off.
+        self._verify = str(ca_file) if ca_file is not None else system_trust()
         self._session = requests.Session()
         self._session.headers["Authorization"] = f"Token {token}"
         self._session.headers["User-Agent"] = "wattkeeper"
@@ -102,6 +117,7 @@ class InfluxClient:
             section.token or "",
             timeout=section.timeout if timeout is None else timeout,
             use_gzip=section.gzip,
+            ca_file=section.ca_file,
         )
 
     def close(self) -> None:
@@ -131,17 +147,20 @@ class InfluxClient:
                 data=body,
                 headers=headers,
                 timeout=timeout or self.timeout,
+                verify=self._verify,
             )
         except requests.RequestException as exc:
-            return WriteResult(0, type(exc).__name__, _short(exc))
+            return self._failure(exc)
         return _result(resp)
 
     def health(self, timeout: float | None = None) -> WriteResult:
         """GET /health: is the server up (no token needed)."""
         try:
-            resp = self._session.get(f"{self.url}/health", timeout=timeout or self.timeout)
+            resp = self._session.get(
+                f"{self.url}/health", timeout=timeout or self.timeout, verify=self._verify
+            )
         except requests.RequestException as exc:
-            return WriteResult(0, type(exc).__name__, _short(exc))
+            return self._failure(exc)
         return _result(resp)
 
     def query(self, flux: str, timeout: float | None = None) -> list[dict[str, str]]:
@@ -152,9 +171,10 @@ class InfluxClient:
                 params={"org": self.org},
                 json={"query": flux, "dialect": {"annotations": [], "header": True}},
                 timeout=timeout or self.timeout,
+                verify=self._verify,
             )
         except requests.RequestException as exc:
-            raise InfluxError(WriteResult(0, type(exc).__name__, _short(exc))) from None
+            raise InfluxError(self._failure(exc)) from None
         if resp.status_code != 200:
             raise InfluxError(_result(resp))
         rows: list[dict[str, str]] = []
@@ -164,6 +184,53 @@ class InfluxClient:
             reader = csv.DictReader(io.StringIO(block))
             rows.extend({k: v for k, v in row.items() if k} for row in reader)
         return rows
+
+    def _failure(self, exc: requests.RequestException) -> WriteResult:
+        """No HTTP answer: a certificate refused (one line, with what to fix) or else."""
+        reason = tls_reason(exc)
+        if reason is None:
+            return WriteResult(0, type(exc).__name__, _short(exc))
+        trusted = (
+            f"trusting only influxdb.ca_file {self.ca_file}"
+            if self.ca_file is not None
+            else "trusting the system's CAs; set influxdb.ca_file to the CA that signed it"
+        )
+        if "mismatch" in reason:
+            trusted = "influxdb.url must use a name the certificate was issued for"
+        return WriteResult(0, TLS, f"{reason} ({trusted})")
+
+
+def system_trust() -> str | bool:
+    """The operating system's CA store (what ``ca_file`` unset means), else requests'
+    own bundle: requests alone would use certifi's copy, not a CA the admin installed."""
+    paths = ssl.get_default_verify_paths()
+    if paths.cafile and Path(paths.cafile).is_file():
+        return paths.cafile
+    if paths.capath and Path(paths.capath).is_dir() and any(Path(paths.capath).iterdir()):
+        return paths.capath
+    return True
+
+
+def tls_reason(exc: BaseException) -> str | None:
+    """The readable reason of a TLS failure buried in requests' exception chain, e.g.
+    "certificate verify failed: self-signed certificate in certificate chain"."""
+    seen: set[int] = set()
+    todo: list[Any] = [exc]
+    while todo:
+        cur = todo.pop()
+        if not isinstance(cur, BaseException) or id(cur) in seen:
+            continue
+        seen.add(id(cur))
+        if isinstance(cur, ssl.SSLCertVerificationError):
+            detail = str(cur.verify_message or cur.reason or "").strip().rstrip(".")
+            return f"certificate verify failed: {detail}"
+        if isinstance(cur, ssl.SSLError) and not isinstance(cur, requests.RequestException):
+            return f"TLS handshake failed: {cur.reason or cur}"
+        todo += [*cur.args, getattr(cur, "reason", None), cur.__cause__, cur.__context__]
+    if isinstance(exc, requests.exceptions.SSLError):
+        m = re.search(r"certificate verify failed: ([^(']+)", str(exc))
+        return f"certificate verify failed: {m.group(1).strip()}" if m else _short(exc)
+    return None
 
 
 class InfluxError(Exception):
@@ -182,6 +249,16 @@ def _short(exc: Exception) -> str:
     return text[:300]
 
 
+def parse_http_date(value: str | None) -> float | None:
+    """An HTTP Date header as a Unix time, or None."""
+    if not value:
+        return None
+    try:
+        return email.utils.parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError):
+        return None
+
+
 def _result(resp: requests.Response) -> WriteResult:
     code = ""
     message = ""
@@ -197,4 +274,5 @@ def _result(resp: requests.Response) -> WriteResult:
         code,
         message[:1000],
         parse_retry_after(resp.headers.get("Retry-After")),
+        parse_http_date(resp.headers.get("Date")),
     )

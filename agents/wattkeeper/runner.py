@@ -25,6 +25,7 @@ from wattkeeper.config import EX_CONFIG, EX_TEMPFAIL, AgentConfig
 from wattkeeper.delivery import Deliverer, Flush
 from wattkeeper.influx import InfluxClient
 from wattkeeper.journal import SECRETS
+from wattkeeper.mqtt.live import STATE_KEY, LiveView
 from wattkeeper.point import Point
 from wattkeeper.sdnotify import Notifier
 from wattkeeper.source import (
@@ -36,11 +37,17 @@ from wattkeeper.source import (
     SourcePlugin,
     StreamingSource,
 )
+from wattkeeper.staleness import NEWEST_KEY, Staleness
 
 log = logging.getLogger("wattkeeper.agent")
 
 # At most this much line protocol is held in memory while the buffer cannot be written.
 HELD_BYTES = 32 * 1000**2
+# A oneshot agent polls once per run: its failed runs in a row are kept here, so that
+# failure_threshold and the recovery alert mean for a timer what they mean for a daemon.
+FAILURES_KEY = "agent.consecutive_failures"
+# Seconds a oneshot run waits, at its end, for the live view (MQTT) to publish its values.
+LIVE_VIEW_LAST_WORD = 5.0
 
 
 class QueueSink:
@@ -93,6 +100,7 @@ class Agent:
         self.name = plugin.name
         SECRETS.add(cfg.influxdb.token)
         SECRETS.add(cfg.alerts.slack_webhook_url)
+        SECRETS.add(cfg.mqtt.password)
         self.alerter = Alerter(
             cfg.alerts.slack_webhook_url,
             agent=f"wattkeeper-{self.name}@{cfg.agent.host}",
@@ -118,6 +126,8 @@ class Agent:
                 f"Cannot write to {cfg.influxdb.url}: {why}. Points are kept in the buffer.",
             ),
             on_restored=self._on_restored,
+            late_after=cfg.influxdb.late_after,
+            marker_tags={"host": cfg.agent.host},
         )
         self.notifier = Notifier()
         self._stop = threading.Event()
@@ -137,6 +147,16 @@ class Agent:
         self._sink_lost_reported = 0
         self._source_lost_reported = 0
         self.source: Source | None = None
+        stale_after = cfg.agent.stale_after
+        self.staleness = Staleness(
+            self.buffer.get_state(NEWEST_KEY),
+            plugin.stale_after if stale_after is None else stale_after,
+            plugin.stale_subject,
+            self.alerter,
+        )
+        # The optional live view in Home Assistant ([mqtt]); see wattkeeper.mqtt.
+        self.live: LiveView | None = None
+        self.publisher: Any = None
 
     # -- event hooks ------------------------------------------------------------------
 
@@ -179,6 +199,7 @@ class Agent:
                 once=self.once,
             )
             self.source = self.plugin.factory(ctx)
+            self._open_live_view()
         except SourceFatal as exc:
             try:
                 return self._fatal(exc)
@@ -214,7 +235,31 @@ class Agent:
         self.notifier.send("STATUS=configuration error: " + str(exc)[:200], "ERRNO=78")
         return EX_CONFIG
 
+    def _open_live_view(self) -> None:
+        """Start publishing to MQTT if [mqtt] is set; paho is imported only then."""
+        if not self.cfg.mqtt.url:
+            return
+        try:
+            from wattkeeper.mqtt.publisher import open_live_view
+        except ImportError as exc:
+            raise SourceFatal(
+                f"[mqtt] needs paho-mqtt ({exc}): pip install 'wattkeeper[mqtt]'", key="mqtt.url"
+            ) from None
+        try:
+            self.live, self.publisher = open_live_view(
+                self.cfg, self.plugin, self.buffer.get_state(STATE_KEY), lambda: self.buffer.pending
+            )
+        except ValueError as exc:
+            raise SourceFatal(str(exc), key="mqtt.sensors") from None
+        self.publisher.start()
+
+    def _stop_live_view(self, timeout: float) -> None:
+        if self.publisher is not None:
+            self.publisher.stop(timeout)
+            self.publisher = None
+
     def _close(self) -> None:
+        self._stop_live_view(2.0)
         if self.source is not None:
             try:
                 self.source.close()
@@ -226,11 +271,22 @@ class Agent:
 
     def _run_once(self) -> int:
         assert self.source is not None
+        try:
+            self.consecutive_failures = int(self.buffer.get_state(FAILURES_KEY, 0) or 0)
+        except (sqlite3.Error, TypeError, ValueError):
+            self.consecutive_failures = 0
         ok = self._poll_once()
+        try:
+            self.buffer.set_state({FAILURES_KEY: self.consecutive_failures})
+        except sqlite3.Error as exc:  # a full disk: the count restarts, nothing else is lost
+            log.warning("cannot store the failure count in the buffer: %s", exc)
         self._write_metrics()
         deadline = time.monotonic() + self.cfg.agent.flush_timeout
         outcome = self.deliverer.flush(deadline)
         pending = self.buffer.pending
+        # The live view's last word (a oneshot's newest values): a bounded wait of its own,
+        # not what the flush left over (a slow flush must not silence Home Assistant).
+        self._stop_live_view(LIVE_VIEW_LAST_WORD)
         self._report_unstored()
         if outcome is Flush.EMPTY and pending == 0 and not self._held:
             log.info("delivered everything; buffer empty")
@@ -273,6 +329,12 @@ class Agent:
             if now >= next_metrics:
                 self._write_metrics()
                 next_metrics = now + self.cfg.agent.metrics_interval
+            if (streaming or self.last_poll_ok is not None) and not getattr(
+                self.source, "behind", False
+            ):
+                # Judged once a poll worked (a failing source has its own alert), and not
+                # while a source with a cursor is still catching up.
+                self.staleness.check()
             if delivery.is_alive():
                 self.notifier.watchdog()
             self.notifier.status(self._status_line())
@@ -295,6 +357,7 @@ class Agent:
         delivery.join(max(0.0, deadline - time.monotonic()))
         if not delivery.is_alive():
             self.deliverer.flush(deadline)
+        self._stop_live_view(min(2.0, max(0.1, deadline - time.monotonic())))
         self._report_unstored()
         pending = self.buffer.pending
         if pending:
@@ -329,9 +392,11 @@ class Agent:
             log.exception("poll failed unexpectedly")
             self._poll_failed(f"{type(exc).__name__}: {exc}")
             return False
+        newest = self.staleness.note(batch)
         if not self._commit(batch):
             self._poll_failed("the buffer cannot be written and no more readings can be held")
             return False
+        self.staleness.committed(newest)
         if batch.rejected:
             self.poll_errors += batch.rejected
         if self.consecutive_failures >= self.cfg.agent.failure_threshold:
@@ -360,6 +425,9 @@ class Agent:
         """Store a poll's readings with its state. On a buffer that cannot be written (a
         full disk), hold them in memory instead; False only if they had to be dropped."""
         lines = self._encode(batch.points)
+        live = self.live.prepare([*batch.points, *batch.live]) if self.live else None
+        if live is not None:
+            batch.state = {**batch.state, **live.state}
         every, state = lines, batch.state
         if self._held:
             every = list({**self._held, **dict.fromkeys(lines)})
@@ -370,6 +438,8 @@ class Agent:
             # Nothing of this poll is in the buffer, nor its cursor: hold it, say so.
             kept = self._hold(lines, batch.state)
             self._cannot_write(exc)
+            if kept and live is not None and self.live is not None:
+                self.live.accept(live)  # held with its state: committed with the next commit
             return kept
         if self._write_failing_since is not None:
             log.warning(
@@ -379,6 +449,8 @@ class Agent:
             )
             self._write_failing_since = None
         self._held, self._held_bytes, self._held_state = {}, 0, {}
+        if live is not None and self.live is not None:
+            self.live.accept(live)
         if every:
             self.deliverer.notify()
         return True
@@ -432,7 +504,10 @@ class Agent:
     def _commit_stream(self) -> None:
         points = self.sink.drain()
         if points or self._held:
-            self._commit(Batch(points=points))
+            batch = Batch(points=points)
+            newest = self.staleness.note(batch)
+            if self._commit(batch):
+                self.staleness.committed(newest)
         lost = self.sink.overflow + self.held_dropped
         if lost > self._sink_lost_reported:
             log.error(
@@ -470,6 +545,7 @@ class Agent:
             f"last poll {_fmt_time(self.last_poll_ok)}"
             + ("" if st.connected else f"; InfluxDB unavailable: {st.last_error[:80]}")
             + (f"; buffer not writable, {len(self._held)} held" if self._held else "")
+            + self.staleness.status()
         )
 
     def _write_metrics(self) -> None:
@@ -483,6 +559,9 @@ class Agent:
             "points_dropped": float(c["points_dropped"] + lost),
             "points_dead": float(c["points_dead"]),
             "poll_errors": float(self.poll_errors),
+            "stale_seconds": float(round(self.staleness.seconds())),
+            # Age of the oldest reading still waiting for InfluxDB (0: nothing waits).
+            "oldest_pending_seconds": float(stats.oldest_age() or 0.0),
         }
         if self.deliverer.status.last_success is not None:
             fields["last_success_unixtime"] = float(int(self.deliverer.status.last_success))

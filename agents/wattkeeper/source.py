@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from wattkeeper.downsample import Rollup
 from wattkeeper.point import Point
+from wattkeeper.sensors import Sensor
 
 if TYPE_CHECKING:
     from wattkeeper.config import AgentConfig
@@ -58,6 +59,13 @@ class Batch:
     state: dict[str, Any] = field(default_factory=dict)
     # Readings the source refused (not a number, incomplete poll), for the poll_errors count.
     rejected: int = 0
+    # Unix time the newest reading reaches, when its timestamp understates it (a reading
+    # stamped at the start of its interval covers up to the interval's end). Else the
+    # newest point's own time counts.
+    newest: float | None = None
+    # Values for the live view only (Home Assistant), never stored: summaries a source
+    # alone can make, such as WattiVahti's last complete day and hour.
+    live: list[Point] = field(default_factory=list)
 
 
 class StateStore(Protocol):
@@ -127,3 +135,11 @@ class SourcePlugin:
     description: str = ""
     # How the InfluxDB role downsamples this source's measurements (1m, 5m, 1h tiers).
     rollups: Sequence[Rollup] = ()
+    # Alert when no reading is newer than this many seconds (None: never), unless
+    # [agent] stale_after says otherwise; the alert names ``stale_subject``.
+    stale_after: float | None = None
+    stale_subject: str = "the source"
+    # What the live view shows in Home Assistant (wattkeeper.sensors), declared as data.
+    sensors: Sequence[Sensor] = ()
+    # A field outside ``sensors`` that a user named in [mqtt] sensors, described (or None).
+    describe_sensor: Callable[[str], Sensor | None] | None = None

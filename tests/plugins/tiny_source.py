@@ -7,10 +7,13 @@ with the same timestamps: exactly what a real source with a reading-time cursor 
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from wattkeeper.config import Duration
+from wattkeeper.downsample import Rollup
 from wattkeeper.point import Point
+from wattkeeper.sensors import Sensor
 from wattkeeper.source import Batch, SourceContext, SourceError, SourcePlugin
 
 BASE_NS = 1_700_000_000 * 10**9
@@ -27,6 +30,14 @@ class TinySection:
     # Every Nth poll fails with a SourceError.
     fail_every: int = 0
     run: str = "r1"
+    # Reading n is stamped at base + n s (Unix seconds; the default is 2023-11-14).
+    base: int = BASE_NS // 10**9
+    # The live view's tests: each poll also gives the live view (not the buffer) one value
+    # per `lane` (a sensor each), a text of `pad` characters; "now" stamps readings with
+    # the poll time (to see the polling cadence in InfluxDB) instead of BASE + seq s.
+    lanes: int = 1
+    pad: int = 0
+    clock: str = "seq"
 
 
 class TinySource:
@@ -47,13 +58,18 @@ class TinySource:
         if self.cfg.total:
             n = max(0, min(n, self.cfg.total - start))
         points = []
-        for seq in range(start, start + n):
+        now_ns = time.time_ns()
+        for i, seq in enumerate(range(start, start + n)):
             bad = self.cfg.bad_every and seq % self.cfg.bad_every == self.cfg.bad_every - 1
             value: float | str = f"bad{seq}" if bad else float(seq)
-            points.append(
-                Point("tiny", {"seq": value}, BASE_NS + seq * 10**9, {"run": self.cfg.run})
-            )
-        return Batch(points=points, state={"tiny.next": start + n})
+            t = now_ns + i if self.cfg.clock == "now" else (self.cfg.base + seq) * 10**9
+            points.append(Point("tiny", {"seq": value}, t, {"run": self.cfg.run}))
+        live = [
+            Point("tiny_live", {"pad": f"{start}-{lane}".ljust(self.cfg.pad, "x")}, now_ns,
+                  {"lane": f"l{lane}"})
+            for lane in range(self.cfg.lanes if self.cfg.pad else 0)
+        ]  # fmt: skip
+        return Batch(points=points, state={"tiny.next": start + n}, live=live)
 
     def check(self) -> str:
         return "tiny source ready"
@@ -62,4 +78,13 @@ class TinySource:
         pass
 
 
-PLUGIN = SourcePlugin(name="tiny", config_class=TinySection, factory=TinySource)
+PLUGIN = SourcePlugin(
+    name="tiny",
+    config_class=TinySection,
+    factory=TinySource,
+    rollups=(Rollup("tiny", {"seq": "sum"}),),
+    sensors=(
+        Sensor("seq", "Sequence", "tiny", "seq", state_class="measurement"),
+        Sensor("pad", "Pad", "tiny_live", "pad", per_tag="lane"),
+    ),
+)

@@ -9,6 +9,7 @@ case leaves its (bad) figures in the table too.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import platform
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ COLUMNS = (
     "landed",
     "duplicated",
     "lost",
+    "tiers: windows compared/differing",
     "wall time",
     "suite",
     "date (UTC)",
@@ -48,6 +50,13 @@ processes and each source's `wattkeeper simulate` server.
   keeps one point per series and timestamp, so a replay of the same reading overwrites
   itself and is not a duplicate.)
 - **lost**: generated readings that never landed.
+- **tiers**: the 1m, 5m and 1h tiers of the case's raw bucket, whose tasks (the
+  production Flux, on their real schedule) ran through the case: after the agents have
+  stopped, each task runs until it has caught up, and every window of each tier (one
+  series in one time window, all its fields) is compared with raw's aggregates
+  recomputed by the same Flux; *compared/differing*, differing must be 0. Windows after
+  a tier's last run (those of the hour, or five minutes, under way: a case is short) are
+  not compared. Empty for rows run before the tiers had this column.
 
 The `wattkeeper_agent` metrics points are not readings and are not counted.
 
@@ -90,18 +99,30 @@ class Figures:
     duplicated: int
     lost: int
     note: str = ""
+    # "1m 120/0 · 5m 24/0 · 1h 2/0": windows compared/differing per tier ("" if none).
+    tiers: str = ""
+    tier_differing: int = 0
+    tier_runs: int = 0  # runs the slowest tier took to catch up at the end
 
     def line(self) -> str:
         text = (
             f"[{self.case}] {self.source}: generated={self.generated} landed={self.landed} "
             f"duplicated={self.duplicated} lost={self.lost}"
         )
+        if self.tiers:
+            text += f" tiers={self.tiers}"
         return text + (f" ({self.note})" if self.note else "")
 
     @property
     def exact(self) -> bool:
-        """Every generated reading landed once, nothing else did."""
-        return self.lost == 0 and self.duplicated == 0 and self.landed == self.generated > 0
+        """Every generated reading landed once, nothing else did, and every tier window
+        equals raw."""
+        return (
+            self.lost == 0
+            and self.duplicated == 0
+            and self.landed == self.generated > 0
+            and self.tier_differing == 0
+        )
 
 
 def _row(fig: Figures, seconds: float, suite: str) -> list[str]:
@@ -113,6 +134,7 @@ def _row(fig: Figures, seconds: float, suite: str) -> list[str]:
         str(fig.landed),
         str(fig.duplicated),
         str(fig.lost),
+        fig.tiers,
         f"{minutes}m{secs:02d}s",
         suite,
         datetime.now(UTC).strftime("%Y-%m-%d %H:%M"),
@@ -128,6 +150,8 @@ def _read_rows(path: Path) -> list[list[str]]:
         if not line.startswith("| ") or line.startswith("| case "):
             continue
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == len(COLUMNS) - 1:  # a row from before the tiers column
+            cells.insert(COLUMNS.index("tiers: windows compared/differing"), "")
         if len(cells) == len(COLUMNS):
             rows.append(cells)
     return rows
@@ -159,7 +183,7 @@ def write(rows: list[list[str]]) -> None:
         f"Machine of the last run: {machine}, Python {platform.python_version()}.",
         "",
         "| " + " | ".join(COLUMNS) + " |",
-        "|" + "|".join("---:" if c in COLUMNS[2:6] else "---" for c in COLUMNS) + "|",
+        "|" + "|".join("---:" if c in COLUMNS[2:7] else "---" for c in COLUMNS) + "|",
     ]
     out += ["| " + " | ".join(row) + " |" for row in _ordered(rows)]
     DOC.parent.mkdir(parents=True, exist_ok=True)
@@ -167,17 +191,24 @@ def write(rows: list[list[str]]) -> None:
 
 
 def record(fig: Figures, *, seconds: float, suite: str) -> None:
-    """Print the case's line and put its row into docs/faults.md (replacing the last run)."""
+    """Print the case's line and put its row into docs/faults.md (replacing the last run).
+
+    Parallel pytest workers record at the same time: the read-modify-write of the page
+    holds an exclusive lock (a file beside it), so no worker's row is lost.
+    """
     print("\n" + fig.line(), flush=True)
-    rows = _read_rows(DOC)
     new = _row(fig, seconds, suite)
-    for i, row in enumerate(rows):
-        if row[:2] == new[:2]:
-            rows[i] = new
-            break
-    else:
-        rows.append(new)
-    write(rows)
+    DOC.parent.mkdir(parents=True, exist_ok=True)
+    with DOC.with_name(DOC.name + ".lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        rows = _read_rows(DOC)
+        for i, row in enumerate(rows):
+            if row[:2] == new[:2]:
+                rows[i] = new
+                break
+        else:
+            rows.append(new)
+        write(rows)
 
 
 if __name__ == "__main__":  # rewrite the page around the rows it holds (after a text change)

@@ -32,11 +32,18 @@ from support.agentproc import buffer_rows, buffer_state, wait_for
 from support.faultreport import Figures
 from support.influxd import InfluxServer, free_port
 from support.simproc import wait_listening
+from support.tiers import TIERS, Tiers
+from wattkeeper.downsample import Rollup
+from wattkeeper.registry import load_plugin
 
 Q = timedelta(minutes=15)
 # Every point, also those an agent with its clock a day ahead stamped in the future.
 RANGE = "range(start: 0, stop: 2100-01-01T00:00:00Z)"
 _FLEETS = itertools.count()  # bucket names stay unique on a shared server
+# The production tiers, with a chunk as long as the longest case's data (a 60-day
+# WattiVahti sync): the figures are about every window being right, and a catch-up in
+# one-day chunks would take 60 runs; tests/test_tiers.py covers chunked catch-ups.
+FLEET_TIERS = [TIERS[0], *({**t, "chunk": "62d"} for t in TIERS[1:])]
 
 
 def _pythonpath() -> str:
@@ -81,6 +88,10 @@ class Leg:
     kills: list[float] = field(default_factory=list)  # wall-clock instants of SIGKILLs
     buffer_dir: Path | None = None  # where the buffer lives, if not with the rest
     agent_env: dict[str, str] = field(default_factory=dict)  # e.g. libfaketime for the agent
+    tiers: Tiers | None = None  # the 1m, 5m and 1h tiers of its raw bucket, tasks running
+
+    def rollups(self) -> list[Rollup]:
+        return list(load_plugin(self.source).rollups)
 
     @property
     def buffer(self) -> Path:
@@ -513,10 +524,51 @@ class TinyLeg(Leg):
     def source_table(self) -> dict[str, Any]:
         return dict(self.table)
 
+    def rollups(self) -> list[Rollup]:
+        from plugins.tiny_source import PLUGIN
+
+        return list(PLUGIN.rollups)
+
     def figures(self, case: str) -> Figures:
         assert self.target is not None
         note = f"{self.table['points_per_poll']} readings every {self.table['interval']}"
         return tiny_figures(self.target, self.buffer, case, note)
+
+
+def tier_figures(fig: Figures, tiers: Tiers, measurement: str) -> Figures:
+    """Run every tier task until it has caught up (the next run, and as many more as the
+    catch-up takes), then compare every window of each tier with raw's aggregates, up to
+    the windows its last run aggregated (InfluxDB holds a manual run scheduled in the
+    future until then, so the hour under way is not compared)."""
+    rows = tiers.server.query(
+        f'from(bucket: "{tiers.raw}") |> {RANGE} '
+        f'|> filter(fn: (r) => r._measurement == "{measurement}") '
+        '|> first() |> keep(columns: ["_time"]) |> group() |> min(column: "_time")'
+    )
+    if not rows:
+        return fig
+    first = datetime.fromisoformat(rows[0]["_time"].replace("Z", "+00:00"))
+    time.sleep(1.05 - time.time() % 1)  # after every marker (runs are whole seconds)
+    now = datetime.now(UTC).replace(microsecond=0)
+    runs = tiers.catch_up(now)
+    found = tiers.compare_all(first, now)
+    fig.tiers = " · ".join(f"{c.tier} {c.compared}/{c.differing}" for c in found)
+    fig.tier_differing = sum(c.differing for c in found)
+    fig.tier_runs = max(len(r) for r in runs.values())
+    if fig.tier_runs > 1:
+        fig.note += f"; the tiers caught up in {fig.tier_runs} runs"
+    return fig
+
+
+def tiered_target(server: InfluxServer, tmp: Path) -> tuple[Target, Tiers]:
+    """A raw bucket for the tiny source and its tiers (tasks on their real schedule)."""
+    from plugins.tiny_source import PLUGIN
+
+    name = f"fleet{next(_FLEETS)}_{uuid.uuid4().hex[:6]}_tiny"
+    target = make_target(server, tmp, f"{name}_raw")
+    return target, Tiers.create(
+        server, name, list(PLUGIN.rollups), tiers=FLEET_TIERS, scheduled=True
+    )
 
 
 def tiny_figures(target: Target, buffer: Path, case: str, note: str = "") -> Figures:
@@ -555,7 +607,11 @@ class Fleet:
             leg.dir = tmp / leg.source
             leg.dir.mkdir(parents=True, exist_ok=True)
             leg.buffer_dir = buffer_dir
-            leg.target = make_target(server, leg.dir, f"fleet{next(_FLEETS)}_{leg.source}")
+            name = f"fleet{next(_FLEETS)}_{leg.source}"
+            leg.target = make_target(server, leg.dir, f"{name}_raw")
+            # The tier tasks run on their real schedule through the whole case, as
+            # installed by the role (and die with InfluxDB when a case kills it).
+            leg.tiers = Tiers.create(server, name, leg.rollups(), tiers=FLEET_TIERS, scheduled=True)
 
     def start(
         self, influx_url: str | None = None, agent_env: dict[str, str] | None = None, **extra: Any
@@ -598,7 +654,14 @@ class Fleet:
         return codes
 
     def figures(self, case: str) -> list[Figures]:
-        return [leg.figures(case) for leg in self.legs]
+        """Readings generated / landed, and each tier against raw after the next runs."""
+        out = []
+        for leg in self.legs:
+            fig = leg.figures(case)
+            if leg.tiers is not None:
+                tier_figures(fig, leg.tiers, leg.measurement)
+            out.append(fig)
+        return out
 
     def logs(self) -> dict[str, str]:
         return {leg.source: leg.log.read_text() if leg.log.exists() else "" for leg in self.legs}

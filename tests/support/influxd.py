@@ -2,7 +2,9 @@
 
 ``find_influxd`` looks in $WATTKEEPER_INFLUXD, then PATH, then the cache, and finally
 builds it with scripts/build-influxd.sh. ``InfluxServer`` runs one on a free loopback port
-in a temporary directory and onboards it through /api/v2/setup.
+in a temporary directory and onboards it through /api/v2/setup; given ``tls`` (see
+support/tls.py) it serves https only, from that certificate and key, set the way the
+role's unit sets them (INFLUXD_TLS_CERT, INFLUXD_TLS_KEY).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
+
+from support.tls import ServerTls
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = ROOT / "scripts" / "build-influxd.sh"
@@ -43,9 +47,9 @@ def find_influxd() -> str:
     return out.stdout.strip().splitlines()[-1]
 
 
-def free_port() -> int:
+def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host, 0))
         return int(s.getsockname()[1])
 
 
@@ -61,35 +65,53 @@ class InfluxServer:
     token: str = "wattkeeper-test-operator-token"
     proc: subprocess.Popen[bytes] | None = None
     org_id: str = ""
+    tls: ServerTls | None = None
+    # The address influxd listens on, and the name clients use (the certificate's).
+    bind: str = "127.0.0.1"
+    host: str = ""
+    # Outlive the test process (the Molecule byo scenario starts it from a script).
+    detach: bool = False
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        if self.tls is None:
+            return f"http://{self.host or self.bind}:{self.port}"
+        return f"https://{self.host or 'localhost'}:{self.port}"
+
+    @property
+    def verify(self) -> str | bool:
+        """What ``requests`` should trust to talk to this server."""
+        return str(self.tls.ca) if self.tls is not None else True
 
     def start(self, timeout: float = 60.0) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = (self.data_dir / "influxd.log").open("ab")
+        env = {**os.environ, "INFLUXD_CONFIG_PATH": str(self.data_dir)}
+        if self.tls is not None:
+            env.update(INFLUXD_TLS_CERT=str(self.tls.cert), INFLUXD_TLS_KEY=str(self.tls.key))
         self.proc = subprocess.Popen(
             [
                 self.binary,
                 f"--bolt-path={self.data_dir / 'influxd.bolt'}",
                 f"--engine-path={self.data_dir / 'engine'}",
                 f"--sqlite-path={self.data_dir / 'influxd.sqlite'}",
-                f"--http-bind-address=127.0.0.1:{self.port}",
+                f"--http-bind-address={self.bind}:{self.port}",
                 "--reporting-disabled",
                 "--log-level=warn",
                 "--storage-wal-fsync-delay=0s",
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "INFLUXD_CONFIG_PATH": str(self.data_dir)},
+            env=env,
+            start_new_session=self.detach,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"influxd exited with {self.proc.returncode}; see {log.name}")
             try:
-                if requests.get(f"{self.url}/health", timeout=1).status_code == 200:
+                r = requests.get(f"{self.url}/health", timeout=1, verify=self.verify)
+                if r.status_code == 200:
                     break
             except requests.RequestException:
                 pass
@@ -99,7 +121,7 @@ class InfluxServer:
         self._onboard()
 
     def _onboard(self) -> None:
-        r = requests.get(f"{self.url}/api/v2/setup", timeout=10)
+        r = requests.get(f"{self.url}/api/v2/setup", timeout=10, verify=self.verify)
         if r.json().get("allowed"):
             r = requests.post(
                 f"{self.url}/api/v2/setup",
@@ -111,6 +133,7 @@ class InfluxServer:
                     "token": self.token,
                 },
                 timeout=30,
+                verify=self.verify,
             )
             r.raise_for_status()
         orgs = self.api("GET", "/api/v2/orgs", params={"org": self.org}).json()["orgs"]
@@ -133,7 +156,14 @@ class InfluxServer:
 
     def api(self, method: str, path: str, **kwargs: object) -> requests.Response:
         headers = {"Authorization": f"Token {self.token}"}
-        r = requests.request(method, self.url + path, headers=headers, timeout=30, **kwargs)  # type: ignore[arg-type]
+        r = requests.request(
+            method,
+            self.url + path,
+            headers=headers,
+            timeout=30,
+            verify=self.verify,
+            **kwargs,  # type: ignore[arg-type]
+        )
         if r.status_code >= 400:
             raise RuntimeError(f"{method} {path}: HTTP {r.status_code} {r.text[:300]}")
         return r

@@ -18,7 +18,15 @@ control command on the same port (``9000 + kind, count``: the next ``count`` con
 With ``--truth FILE`` every connection that received all three answers in full is
 appended as one line ``ID_WEB_AktuelleTimeStamp,unix time``: the readings a client was
 given, for tests that count generated against landed (the timestamp is the simulated
-clock's, unique per answer when ``--time-scale`` is large enough).
+clock's, unique per answer when ``--time-scale`` is large enough). ``--truth-words FILE``
+appends the same readings with every word served, one JSON line each.
+
+Real behaviours the tests switch on: ``--interface-off`` (since firmware 3.90 the web
+server and the interface are switched on separately, and users found them off after the
+update: BenPru/luxtronik#262; that the port then refuses connections, rather than
+dropping them, is an assumption: the thread does not say), ``--unknown-codes``
+(selection codes python-luxtronik has no name for, as a newer model's HeatpumpCode:
+Bouni/python-luxtronik#197).
 
 This module uses the standard library only (not python-luxtronik), so it ships in the
 agent wheel and cannot share a bug with the client it is tested against.
@@ -27,9 +35,11 @@ agent wheel and cannot share a bug with the client it is tested against.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import math
 import random
+import signal
 import socket
 import socketserver
 import struct
@@ -86,8 +96,11 @@ BASE = datetime(2023, 9, 1, tzinfo=UTC).timestamp()  # commissioning
 class HeatPump:
     """The controller's memory: raw int32 words as the firmware would send them."""
 
-    def __init__(self, counts: dict[str, int], firmware: str, clock: Clock) -> None:
+    def __init__(
+        self, counts: dict[str, int], firmware: str, clock: Clock, unknown_codes: bool = False
+    ) -> None:
         self.counts = counts
+        self.unknown_codes = unknown_codes
         self.firmware = firmware
         self.clock = clock
         rng = random.Random(4)
@@ -184,6 +197,14 @@ class HeatPump:
         c[119] = 0 if on else 1
         c[120] = int((minute if on else minute - on_minutes) * 60)
         c[TIMESTAMP] = int(t)  # ID_WEB_AktuelleTimeStamp
+        if self.unknown_codes:
+            # A heat pump model newer than python-luxtronik 0.3.14's HeatpumpCode map
+            # (codes 0-75; users of BenPru/luxtronik saw "None" for their model, as
+            # Bouni/python-luxtronik#197 reports) ...
+            c[78] = c[230] = 76
+            # ... and an operation mode outside OperationMode's 0-7. Evidence is thin:
+            # #197 only asks whether new modes will come; no firmware is known to send 8.
+            c[80] = 8
         heat_heating = 25_000.0 + run_s / 3600 * heat_kw * 0.85
         heat_water = 4_000.0 + run_s / 3600 * heat_kw * 0.15
         c[151] = int(heat_heating * 10)  # kWh * 10
@@ -243,6 +264,7 @@ class Handler(socketserver.BaseRequestHandler):
         pump = self.server.pump
         fault = "pending"
         answered: dict[int, int] = {}  # command -> the calculations' timestamp word
+        words: dict[int, list[int]] = {}  # command -> the words served
         try:
             while True:
                 head = self._recv_exact(sock, 8)
@@ -302,10 +324,11 @@ class Handler(socketserver.BaseRequestHandler):
                 sock.sendall(data)
                 if fault != "short":  # a short answer is no reading: clients reject it
                     answered[cmd] = values[TIMESTAMP] if cmd == CMD_CALCULATIONS else 0
+                    words[cmd] = list(values)
         except OSError as exc:
             log.info("connection ended: %s", exc)
         finally:
-            self.server.record_truth(answered)
+            self.server.record_truth(answered, words)
 
     @staticmethod
     def _recv_exact(sock: socket.socket, n: int) -> bytes | None:
@@ -324,19 +347,55 @@ class Server(socketserver.TCPServer):
     allow_reuse_address = True
 
     def __init__(
-        self, addr: tuple[str, int], pump: HeatPump, faults: Faults, truth: str = ""
+        self,
+        addr: tuple[str, int],
+        pump: HeatPump,
+        faults: Faults,
+        truth: str = "",
+        truth_words: str = "",
     ) -> None:
         self.pump = pump
         self.faults = faults
         self.truth = Path(truth) if truth else None
+        self.truth_words = Path(truth_words) if truth_words else None
         super().__init__(addr, Handler)
 
-    def record_truth(self, answered: dict[int, int]) -> None:
+    def record_truth(self, answered: dict[int, int], words: dict[int, list[int]]) -> None:
         """A client that got parameters, calculations and visibilities in full got a reading."""
         full = {CMD_PARAMETERS, CMD_CALCULATIONS, CMD_VISIBILITIES} <= answered.keys()
         if self.truth is not None and full:
             with self.truth.open("a", encoding="utf-8") as fh:
                 fh.write(f"{answered[CMD_CALCULATIONS]},{time.time():.3f}\n")
+        if self.truth_words is not None and full:
+            doc = {
+                "parameters": words[CMD_PARAMETERS],
+                "calculations": words[CMD_CALCULATIONS],
+                "visibilities": words[CMD_VISIBILITIES],
+            }
+            with self.truth_words.open("a", encoding="utf-8") as fh:
+                fh.write(json.dumps(doc, separators=(",", ":")) + "\n")
+
+
+def refuse_until_signalled(addr: tuple[str, int], firmware: str) -> int:
+    """The port bound but not listening: every connection is refused (RST), as by a
+    controller whose interface is switched off; runs until SIGTERM/SIGINT."""
+    stopped = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda _s, _f: stopped.set())
+    sock = socket.socket(socket.AF_INET6 if ":" in addr[0] else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(addr)
+    log.info(
+        "Luxtronik simulator %s on %s:%s: interface switched off, connections refused",
+        firmware,
+        *addr,
+    )
+    try:
+        while not stopped.wait(0.5):
+            pass
+    finally:
+        sock.close()
+    return 0
 
 
 def _when(text: str) -> float:
@@ -380,6 +439,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--truth", default="", metavar="FILE", help="append every complete reading served here"
     )
+    parser.add_argument(
+        "--truth-words",
+        default="",
+        metavar="FILE",
+        help="append every complete reading served here with all its words (JSON lines)",
+    )
+    parser.add_argument(
+        "--interface-off",
+        action="store_true",
+        help="a 3.90 controller with the interface switched off: the port refuses connections",
+    )
+    parser.add_argument(
+        "--unknown-codes",
+        action="store_true",
+        help="send selection codes python-luxtronik has no name for (heat pump model 76, "
+        "operation mode 8)",
+    )
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -393,9 +469,11 @@ def serve(args: argparse.Namespace) -> int:
         clock = Clock(args.freeze_at, frozen=True)
     else:
         clock = Clock(args.start if args.start is not None else time.time(), args.time_scale)
-    pump = HeatPump(counts, args.firmware[:VERSION_LEN], clock)
+    if args.interface_off:
+        return refuse_until_signalled(args.listen, args.firmware)
+    pump = HeatPump(counts, args.firmware[:VERSION_LEN], clock, args.unknown_codes)
     faults = Faults(args.fault, args.fault_every, args.slow_seconds, args.short_count)
-    server = Server(args.listen, pump, faults, args.truth)
+    server = Server(args.listen, pump, faults, args.truth, args.truth_words)
 
     host, port = server.server_address[:2]
     log.info(

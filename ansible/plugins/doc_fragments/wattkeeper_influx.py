@@ -20,6 +20,11 @@ options:
     description: Verify TLS certificates.
     type: bool
     default: true
+  ca_path:
+    description:
+      - PEM file of the CA certificate(s) to trust for https, instead of the system's CAs.
+        A refused certificate fails with one line naming the URL and the reason.
+    type: path
   timeout:
     description: HTTP timeout in seconds.
     type: int

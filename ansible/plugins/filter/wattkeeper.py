@@ -8,7 +8,9 @@ aggregate of every field is written down in exactly one place: next to the sourc
 
 from __future__ import annotations
 
+import base64
 import csv
+import hashlib
 import importlib
 import importlib.util
 import io
@@ -55,7 +57,7 @@ def task_flux(
     name: str | None = None,
     offset: str = "30s",
 ) -> str:
-    """Flux of the task that aggregates ``source`` from src_bucket into dst_bucket."""
+    """Flux of the task that aggregates ``source`` from src_bucket (raw) into dst_bucket."""
     downsample = _import("wattkeeper.downsample")
     task_name = name or f"wattkeeper_{source}_{every}"
     try:
@@ -96,34 +98,53 @@ def bucket_plan(
     cascade: bool = False,
 ) -> list[dict[str, Any]]:
     """One entry per source and tier: bucket name, retention, and for rolled-up tiers the
-    task's window and the bucket it reads (raw, or the previous tier when cascading)."""
+    task's window, the bucket it reads (raw, or the previous tier when cascading) and the
+    rest of what its Flux needs (wattkeeper.downsample.tier_tasks decides it all)."""
     if not tiers or tiers[0].get("every"):
         raise AnsibleFilterError("influxdb_tiers: the first tier must be the raw one (no every)")
+    downsample = _import("wattkeeper.downsample")
     plan = []
     for source in sources:
         # A source without declared roll-ups gets its buckets but no tasks (yet).
-        rolled = bool(
+        declared = list(
             getattr(
                 getattr(_import(f"wattkeeper.sources.{source}"), "PLUGIN", None), "rollups", None
             )
+            or []
         )
-        previous = None
-        raw = pattern.format(source=source, tier=tiers[0]["name"])
+        try:
+            tasks = (
+                {
+                    t.dst_bucket: t
+                    for t in downsample.tier_tasks(
+                        source, declared, tiers, org="", cascade=cascade, pattern=pattern
+                    )
+                }
+                if declared
+                else {}
+            )
+        except ValueError as exc:
+            raise AnsibleFilterError(f"influxdb_tiers: {exc}") from exc
         for tier in tiers:
             bucket = pattern.format(source=source, tier=tier["name"])
-            entry = {
-                "source": source,
-                "tier": tier["name"],
-                "bucket": bucket,
-                "retention": str(tier.get("retention", 0)),
-                "every": tier.get("every") if rolled else None,
-                "src": (previous if cascade else raw) if tier.get("every") and rolled else None,
-                "task": f"wattkeeper_{source}_{tier['name']}"
-                if tier.get("every") and rolled
-                else None,
-            }
-            plan.append(entry)
-            previous = bucket
+            task = tasks.get(bucket)
+            plan.append(
+                {
+                    "source": source,
+                    "tier": tier["name"],
+                    "bucket": bucket,
+                    "retention": str(tier.get("retention", 0)),
+                    "every": task.every if task else None,
+                    "src": task.src_bucket if task else None,
+                    "task": f"wattkeeper_{source}_{tier['name']}" if task else None,
+                    "raw": task.raw_bucket if task else None,
+                    "chunk": task.chunk if task else None,
+                    "first": task.first if task else None,
+                    "announce": task.announce if task else False,
+                    "lag": task.lag if task else None,
+                    "budget": task.budget if task else None,
+                }
+            )
     return plan
 
 
@@ -157,6 +178,13 @@ def _module_utils() -> Any:
         spec.loader.exec_module(module)
         sys.modules[name] = module
     return sys.modules[name]
+
+
+def managed(objects: list[dict[str, Any]], ours: bool = True) -> list[dict[str, Any]]:
+    """The buckets or tasks wattkeeper made (their description says so), or with
+    ``ours=False`` the others: those are never changed or deleted."""
+    is_managed = _module_utils().is_managed
+    return [o for o in objects if bool(is_managed(o)) == ours]
 
 
 def _human_seconds(seconds: int) -> str:
@@ -229,6 +257,9 @@ DURATION_KEYS = frozenset(
         "min_spacing",
         "connect_timeout",
         "debounce",
+        "late_after",
+        "keepalive",
+        "stale_after",
     }
 )
 _ACCOUNT = re.compile(r"^A-[0-9A-Z]{6,10}$")
@@ -259,6 +290,7 @@ def inventory_problems(
                     f"wattkeeper_{name}.{key}: {value!r} is not a duration"
                     ' such as "30s", "5m" or "1h"'
                 )
+    problems.extend(_mqtt_problems(sections.get("mqtt") or {}, secrets))
     for source in sources:
         cfg = sections.get(source) or {}
         sim = simulate and "simulate" in defs.get(source, {})
@@ -292,6 +324,21 @@ def inventory_problems(
                 "wattkeeper_luxtronik.host is missing (the heat pump controller's address)"
             )
     return problems
+
+
+_MQTT_URL = re.compile(r"^mqtts?://[A-Za-z0-9.-]+(:[0-9]{1,5})?/?$")
+
+
+def _mqtt_problems(mqtt: dict[str, Any], secrets: dict[str, str]) -> list[str]:
+    """wattkeeper_mqtt as the agent's [mqtt] section will take it."""
+    if not isinstance(mqtt, dict) or not mqtt:
+        return []
+    url = str(mqtt.get("url", ""))
+    if not _MQTT_URL.match(url):
+        return [f"wattkeeper_mqtt.url: {url!r} is not like mqtt://HOST:1883 or mqtts://HOST:8883"]
+    if secrets.get("wattkeeper_mqtt_password") and not mqtt.get("username"):
+        return ["wattkeeper_mqtt.username is missing (wattkeeper_mqtt_password needs it)"]
+    return []
 
 
 def _pulse_problems(cfg: dict[str, Any]) -> list[str]:
@@ -451,6 +498,28 @@ def to_toml(sections: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+def mosquitto_passwd(users: list[dict[str, Any]]) -> str:
+    """A mosquitto password file for ``[{name, password}]``.
+
+    Each line is ``NAME:$7$101$SALT$HASH``: PBKDF2-HMAC-SHA512, 101 iterations, a 12-byte
+    salt, base64, exactly as Debian's mosquitto_passwd 2.0 writes it. The salt is derived
+    from the name and the password, so an unchanged inventory renders an unchanged file: the
+    role stays idempotent without keeping plain passwords on the host.
+    """
+    lines = []
+    for i, user in enumerate(users):
+        name, password = str(user.get("name", "")), str(user.get("password", ""))
+        if not name or ":" in name or not password:
+            raise AnsibleFilterError(
+                f"mosquitto_users[{i}]: needs a name (without ':') and a password"
+            )
+        salt = hashlib.sha256(f"wattkeeper-mosquitto:{name}:{password}".encode()).digest()[:12]
+        digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, 101, 64)
+        b64 = base64.b64encode
+        lines.append(f"{name}:$7$101${b64(salt).decode()}${b64(digest).decode()}")
+    return "\n".join(lines) + "\n"
+
+
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
@@ -468,4 +537,6 @@ class FilterModule:
             "wattkeeper_inventory_problems": inventory_problems,
             "wattkeeper_verify_bucket": verify_bucket,
             "wattkeeper_verify_task": verify_task,
+            "wattkeeper_managed": managed,
+            "wattkeeper_mosquitto_passwd": mosquitto_passwd,
         }

@@ -3,7 +3,11 @@
 Why our own: the controller and the InfluxDB host need nothing beyond Ansible itself (no
 influxdb-client package, no influx CLI). Ansible's ``fetch_url`` brings proxies, TLS
 options and timeouts for free; every failure becomes one line naming the HTTP status and
-InfluxDB's error code, never a traceback and never the token.
+InfluxDB's error code (or, for a refused certificate, the URL and the reason), never a
+traceback and never the token.
+
+What wattkeeper manages it recognises by name *and* description (``MANAGED_PREFIX``): an
+object of the same name that someone else made is reported and never changed or deleted.
 """
 
 from __future__ import annotations
@@ -20,8 +24,12 @@ INFLUX_COMMON_ARGS: dict[str, Any] = {
     "token": {"type": "str", "no_log": True},
     "org": {"type": "str", "default": "home"},
     "validate_certs": {"type": "bool", "default": True},
+    "ca_path": {"type": "path"},
     "timeout": {"type": "int", "default": 30},
 }
+
+# Every bucket, task and token wattkeeper creates has a description starting with this.
+MANAGED_PREFIX = "wattkeeper"
 
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -46,6 +54,40 @@ class InfluxError(Exception):
     def __init__(self, message: str, status: int = 0) -> None:
         super().__init__(message)
         self.status = status
+
+
+def is_managed(obj: dict[str, Any], prefix: str = MANAGED_PREFIX) -> bool:
+    """Whether wattkeeper made this bucket or task (its description says so)."""
+    return not prefix or str(obj.get("description") or "").startswith(prefix)
+
+
+def not_ours(kind: str, obj: dict[str, Any], prefix: str) -> str:
+    """The message for an object of one of our names that someone else made."""
+    return (
+        f"{kind} {obj.get('name')!r} exists but was not created by wattkeeper (its description "
+        f"{str(obj.get('description') or '')!r} does not start with {prefix!r}); "
+        f"it is left untouched"
+    )
+
+
+_VERIFY_FAILED = re.compile(r"certificate verify failed: ([^(<>]+)")
+
+
+def connect_error(msg: str, url: str, ca_path: str | None) -> str:
+    """fetch_url's message for a request that got no answer, in one line with the fix."""
+    found = _VERIFY_FAILED.search(msg)
+    if found:
+        reason = found.group(1).strip().rstrip(".")
+        if "mismatch" in reason:
+            fix = "use a name the certificate was issued for in the URL"
+        elif ca_path:
+            fix = f"trusting only the CA file {ca_path}"
+        else:
+            fix = "trusting the system's CAs; set wattkeeper_influxdb_ca_file to its CA"
+        return f"{url}: TLS: certificate verify failed: {reason} ({fix})"
+    if "WRONG_VERSION_NUMBER" in msg:
+        return f"{url}: TLS handshake failed: the server does not speak https there (http://?)"
+    return f"{url}: cannot connect: {msg}"
 
 
 class Influx:
@@ -87,12 +129,14 @@ class Influx:
             headers=hdrs,
             method=method,
             timeout=self.module.params["timeout"],
+            ca_path=self.module.params.get("ca_path"),
         )
         status = int(info.get("status", -1))
         content = b""
         if resp is not None:
             content = resp.read()
-        elif info.get("body"):
+        if not content and info.get("body"):
+            # An HTTP error: fetch_url has read the body already.
             content = info["body"]
         if status not in expect:
             detail = ""
@@ -103,7 +147,11 @@ class Influx:
                 detail = f" {info.get('msg', '')}"
             if status == -1:
                 raise InfluxError(
-                    f"{method} {self.base}{path}: cannot connect: {info.get('msg')}", status
+                    f"{method} "
+                    + connect_error(
+                        str(info.get("msg")), self.base + path, self.module.params.get("ca_path")
+                    ),
+                    status,
                 )
             raise InfluxError(f"{method} {path}: HTTP {status}{detail}", status)
         if not content:
@@ -119,8 +167,13 @@ class Influx:
             orgs = self.call("GET", "/api/v2/orgs", query={"org": name}, expect=(200, 404))
             found = [o for o in (orgs or {}).get("orgs", []) if o.get("name") == name]
             if not found:
+                seen = self.call("GET", "/api/v2/orgs", expect=(200, 401, 403, 404)) or {}
+                names = sorted(str(o.get("name")) for o in seen.get("orgs", []) if o.get("name"))
                 raise InfluxError(
-                    f"organization {name!r} does not exist (or the token cannot see it)"
+                    f"organization {name!r} does not exist at {self.base} or the token cannot "
+                    f"see it; the token sees: {', '.join(map(repr, names)) or 'no organization'} "
+                    "(set wattkeeper_influxdb_org; on InfluxDB Cloud it is the organization "
+                    "name shown under your account)"
                 )
             self._org_id = found[0]["id"]
         return self._org_id

@@ -12,6 +12,9 @@ description:
     Flux, status or description differs is updated in place (C(PATCH), same task ID, run
     history kept); I(state=absent) deletes it. Supports check mode and diff (the Flux).
   - "The task name must match C(option task = {name: ...}) in the Flux."
+  - Only a task whose description starts with I(managed_prefix) is ever changed or
+    deleted. A task of the same name that someone else made is left untouched, also in
+    check mode; I(state=present) fails naming it, I(state=absent) skips it with a warning.
 options:
   name:
     description: Task name.
@@ -26,9 +29,15 @@ options:
     choices: [active, inactive]
     default: active
   description:
-    description: Free text.
+    description: Free text; must start with I(managed_prefix).
     type: str
-    default: ""
+    default: "wattkeeper"
+  managed_prefix:
+    description:
+      - How the description of a task this module may change or delete starts. An empty
+        string manages any task of the name.
+    type: str
+    default: wattkeeper
   state:
     description: Whether the task should exist.
     type: str
@@ -59,7 +68,15 @@ task:
 """
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible.module_utils.wattkeeper_influx import INFLUX_COMMON_ARGS, Influx, InfluxError, fail  # noqa: E402
+from ansible.module_utils.wattkeeper_influx import (  # noqa: E402
+    INFLUX_COMMON_ARGS,
+    MANAGED_PREFIX,
+    Influx,
+    InfluxError,
+    fail,
+    is_managed,
+    not_ours,
+)
 
 
 def _summary(t: dict) -> dict:
@@ -73,7 +90,8 @@ def main() -> None:
         name={"type": "str", "required": True},
         flux={"type": "str"},
         status={"type": "str", "choices": ["active", "inactive"], "default": "active"},
-        description={"type": "str", "default": ""},
+        description={"type": "str", "default": MANAGED_PREFIX},
+        managed_prefix={"type": "str", "default": MANAGED_PREFIX},
         state={"type": "str", "choices": ["present", "absent"], "default": "present"},
     )
     module = AnsibleModule(
@@ -82,9 +100,17 @@ def main() -> None:
         required_if=[("state", "present", ("flux",))],
     )
     p = module.params
+    prefix = p["managed_prefix"]
+    if p["state"] == "present" and not p["description"].startswith(prefix):
+        module.fail_json(msg=f"description must start with {prefix!r} (managed_prefix)")
     api = Influx(module)
     try:
         current = api.find_task(p["name"])
+        if current is not None and not is_managed(current, prefix):
+            if p["state"] == "present":
+                module.fail_json(msg=not_ours("task", current, prefix) + ": rename that task")
+            module.warn(not_ours("task", current, prefix))
+            module.exit_json(changed=False, skipped_foreign=True)
         if p["state"] == "absent":
             if current is None:
                 module.exit_json(changed=False)

@@ -17,6 +17,8 @@ description:
     that hashes tokens, the token is deleted and created again (changed=true, new C(token));
     the new value must then be delivered to the agent.
   - Supports check mode and diff (the permissions).
+  - The description must start with C(wattkeeper), so a token someone else made (any
+    other description) is never matched, changed or deleted.
 options:
   description:
     description: Unique description, e.g. C(wattkeeper collector1 octopus).
@@ -75,7 +77,13 @@ created:
 """
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible.module_utils.wattkeeper_influx import INFLUX_COMMON_ARGS, Influx, InfluxError, fail  # noqa: E402
+from ansible.module_utils.wattkeeper_influx import (  # noqa: E402
+    INFLUX_COMMON_ARGS,
+    MANAGED_PREFIX,
+    Influx,
+    InfluxError,
+    fail,
+)
 
 
 def _readable(value: object) -> bool:
@@ -133,6 +141,8 @@ def main() -> None:
     )
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
     p = module.params
+    if not p["description"].startswith(MANAGED_PREFIX):
+        module.fail_json(msg=f"description must start with {MANAGED_PREFIX!r}")
     api = Influx(module)
     try:
         existing = [a for a in api.authorizations() if a.get("description") == p["description"]]

@@ -5,6 +5,7 @@ the aggregate the source declares for each field."""
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -126,10 +127,10 @@ def test_task_run_fills_tier_with_the_declared_aggregates(
     every = timedelta(seconds=TIERS[tier])
     fields = CHECKED_FIELDS[source]
     first = next(iter(fields))
-    # A run at `now` aggregates the three whole windows before floor(now) (the Flux of
-    # wattkeeper.downsample). Check the newest of those that holds readings.
-    now = datetime.now(UTC) - timedelta(seconds=1)
-    stop = _floor(now, every)
+    # A run aggregates every whole window since the tier's checkpoint, and the windows
+    # late markers announce (wattkeeper.downsample). Check the newest window before now
+    # that holds readings.
+    stop = _floor(datetime.now(UTC), every)
     before = _newest(influx, source, first, stop)
     note = ""
     if before is not None and before >= stop - 3 * every:
@@ -137,7 +138,8 @@ def test_task_run_fills_tier_with_the_declared_aggregates(
     else:
         # A fresh scenario has no whole hour of live readings yet (and the portal's newest
         # quarter-hour may be older than three minutes): copy the newest window's real
-        # readings, shifted, into the last whole window, as the operator could.
+        # readings, shifted, into the last whole window, as the operator could, with the
+        # late marker an agent would write for them.
         newest = _newest(influx, source, first)
         assert newest is not None, f"no {source}.{first} in {source}_raw"
         src = _floor(newest, every)
@@ -149,8 +151,18 @@ def test_task_run_fills_tier_with_the_declared_aggregates(
             f'|> to(bucket: "{source}_raw", org: "{ORG}")',
             token=influx.operator,
         )
+        start_ns = int(window.timestamp()) * 10**9
+        influx.api(
+            "POST",
+            f"/api/v2/write?org={ORG}&bucket={source}_raw&precision=ns",
+            data=f"wattkeeper_late,host=molecule start={start_ns}i,"
+            f"stop={start_ns + int(every.total_seconds()) * 10**9}i,points=0i",
+        )
         note = f", readings of {_iso(src)} copied there"
-    run = _run_task(influx, f"wattkeeper_{source}_{tier}", now)
+    # The run's now() is a whole second: one after every point and marker written (never
+    # in the future, where it would aggregate a window still under way).
+    time.sleep(1.1)
+    run = _run_task(influx, f"wattkeeper_{source}_{tier}", datetime.now(UTC))
     report(
         "downsampling task runs (manual, through the API)",
         f"wattkeeper_{source}_{tier}",
@@ -174,13 +186,27 @@ def test_task_run_fills_tier_with_the_declared_aggregates(
             )
             found += 1
     assert found, f"no checked field of {source} had readings in the window at {_iso(window)}"
+    checkpoint = _checkpoint(influx, f"{source}_{tier}")
+    assert checkpoint >= window + every, f"{source}_{tier}: checkpoint at {checkpoint}"
+
+
+def _checkpoint(influx: Influx, bucket: str) -> datetime:
+    """Where the tier's newest checkpoint says its windows are aggregated up to."""
+    rows = influx.query(
+        f'from(bucket: "{bucket}") |> range(start: 0, stop: 2100-01-01T00:00:00Z) '
+        '|> filter(fn: (r) => r._measurement == "wattkeeper_checkpoint" and r._field == "stop") '
+        "|> last()"
+    )
+    assert rows, f"{bucket} has no checkpoint"
+    return datetime.fromtimestamp(int(rows[0]["_value"]) / 1e9, UTC)
 
 
 @pytest.mark.parametrize("source", ROLLED)
 def test_tiers_hold_only_numeric_fields(influx: Influx, source: str) -> None:
     """Strings (wattivahti's resolution, Luxtronik's version) are not rolled up."""
     rows = influx.query(
-        f'import "influxdata/influxdb/schema"\nschema.fieldKeys(bucket: "{source}_1m", start: -30d)'
+        'import "influxdata/influxdb/schema"\n'
+        f'schema.measurementFieldKeys(bucket: "{source}_1m", measurement: "{source}", start: -30d)'
     )
     tier_fields = {r["_value"] for r in rows}
     assert tier_fields, f"{source}_1m is empty"

@@ -107,6 +107,8 @@ def test_verify_playbook_all_checks_pass() -> None:
             assert (SERVER, f"bucket {source}_{tier}") in checked
         for tier in ("1m", "5m", "1h") if source in ROLLED else ():
             assert (SERVER, f"task wattkeeper_{source}_{tier}") in checked
+            # Complete: its checkpoint recent, no window of the last day unlike raw.
+            assert (SERVER, f"tier {source}_{tier}") in checked
         for what in ("token", "delivery", "dead letters"):
             assert (COLLECTOR, f"{source} {what}") in checked, sorted(checked)
     assert re.search(r"✓ all \d+ checks passed", text)
@@ -131,3 +133,20 @@ def test_delete_buckets_refuses_without_confirm(influx: Influx) -> None:
     wrong = playbook("delete-buckets.yml", "-e", "confirm=yes")
     assert wrong.returncode != 0 and "Nothing deleted" in wrong.stdout + wrong.stderr
     assert _bucket_names(influx) == before
+
+
+def test_redo_tiers_marks_every_raw_bucket(influx: Influx) -> None:
+    """redo-tiers.yml writes a late marker over the span into each source's raw bucket (the
+    tier tasks re-aggregate it at their next runs; tests/test_tiers.py shows they do)."""
+    out = playbook("redo-tiers.yml", "-e", "span=2h")
+    assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
+    for source in SOURCES:
+        rows = influx.query(
+            f'from(bucket: "{source}_raw") |> range(start: -10m) '
+            '|> filter(fn: (r) => r._measurement == "wattkeeper_late" and r.host == "redo-tiers") '
+            '|> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")',
+            token=influx.operator,
+        )
+        assert rows, f"no redo marker in {source}_raw"
+        span = (int(rows[-1]["stop"]) - int(rows[-1]["start"])) / 1e9
+        assert 7200 <= span <= 7202, span

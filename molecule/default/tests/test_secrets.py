@@ -19,6 +19,7 @@ def _secrets(collector: Any) -> dict[str, str]:
     """Every secret value of the scenario, by where it comes from."""
     found = {str(p.relative_to(SECRETS)): p.read_text().strip() for p in SECRETS.rglob("*.token")}
     found["influxdb_admin_password"] = ADMIN_PASSWORD
+    found["mqtt password"] = "molecule-mqtt-password-0123"  # molecule.yml's
     if "octopus" in SOURCES:
         found["octopus api key"] = OCTOPUS_API_KEY
     if "wattivahti" in SOURCES:
@@ -28,7 +29,7 @@ def _secrets(collector: Any) -> dict[str, str]:
         found["wattivahti refresh token"] = collector.run(
             "cat /var/lib/wattkeeper/wattivahti/refresh_token"
         ).stdout.strip()
-    assert len(found) >= 3 + len(SOURCES)
+    assert len(found) >= 4 + len(SOURCES)
     for name, value in found.items():
         assert len(value) >= 16, f"{name}: suspiciously short secret {value!r}"
     return found

@@ -12,12 +12,19 @@ With no options besides --listen it accepts the API key sk_live_simulated0000000
 and knows account A-DEMO0001 (one Home Mini), A-SOLAR002 (import and export meters),
 A-NOMINI03 (no smart meter) and A-TWOMTR04 (two meters).
 
-Test controls: GET /_stats; POST /_fault {"kind", "op", "count"} (kind: 500 502 503 504
-429 hang nonjson truncated nodata missing badvalue nullvalue nulllist or a Kraken code such as
-KT-CT-1124; op: telemetry account token login refresh any);
-POST /_clock {"offset"|"advance": seconds};
+Values are written as Kraken writes its Decimal scalar (str(Decimal): "624.0", "0E+1");
+``--decimals exponent`` sends the other finite forms ("4E+4", "1E-7"). Behaviours of the
+live service, each behind a switch: ``--partial-groups`` (the still-filling group is in
+the answer), ``--rate-limit-code KT-CT-1199``, ``--mini no-ten-seconds|frozen|unpaired``.
+
+Test controls: GET /_stats; GET /_served (every row served); POST /_fault {"kind", "op",
+"count"} (kind: 500 502 503 504 429 hang nonjson truncated nodata missing badvalue
+nullvalue nulllist or a Kraken code such as KT-CT-1124; op: telemetry account token login
+refresh any); POST /_clock {"offset"|"advance": seconds};
 POST /_calls {"api_key", "count"} (calls made by the Octopus app); POST /_offline
-{"start", "end"} (ISO times or "-2h"-style offsets: the Home Mini was offline).
+{"start", "end"} (ISO times or "-2h"-style offsets: the Home Mini was offline);
+POST /_mini {"device" (default: all), "state": ok|no-ten-seconds|frozen|unpaired};
+POST /_swap {"device"} (its meter is replaced: a new device, the old one KT-GB-4050).
 """
 
 from __future__ import annotations
@@ -32,7 +39,17 @@ from wattkeeper.simulate._serving import (
     signed_duration,
 )
 
-from .kraken import DEFAULT_API_KEY, FAULT_OPS, Clock, Fault, Kraken, Options, parse_when
+from .household import DECIMAL_FORMS
+from .kraken import (
+    DEFAULT_API_KEY,
+    FAULT_OPS,
+    MINI_STATES,
+    Clock,
+    Fault,
+    Kraken,
+    Options,
+    parse_when,
+)
 from .server import GRAPHQL_PATH, KrakenServer
 
 log = logging.getLogger("wattkeeper.simulate.octopus")
@@ -98,6 +115,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--retry-after", type=int, default=30, help="Retry-After of 429 and 503 faults (s)"
     )
     parser.add_argument(
+        "--decimals",
+        choices=DECIMAL_FORMS,
+        default="real",
+        help="value forms: as the live service writes them, or every exponent form",
+    )
+    parser.add_argument(
+        "--partial-groups",
+        action="store_true",
+        help="answers include the current, still-filling group (ONE_MINUTE and coarser)",
+    )
+    parser.add_argument(
+        "--rate-limit-code",
+        choices=("KT-GB-4042", "KT-CT-1199"),
+        default="KT-GB-4042",
+        help="the error the rate limit answers with",
+    )
+    parser.add_argument(
+        "--mini", choices=MINI_STATES, default="ok", help="what every Home Mini does"
+    )
+    parser.add_argument(
         "--fault",
         type=_fault,
         action="append",
@@ -124,6 +161,10 @@ def serve(args: argparse.Namespace) -> int:
         hang=args.hang,
         retry_after=args.retry_after,
         offline=offline,
+        decimals=args.decimals,
+        partial_groups=args.partial_groups,
+        rate_limit_code=args.rate_limit_code,
+        mini=args.mini,
     )
     kraken = Kraken(options, clock, [f for group in args.fault for f in group])
     server = KrakenServer(args.listen, kraken)

@@ -12,8 +12,9 @@ import register at an instant is the floor of the energy imported since the epoc
 * ``costDelta`` is ``consumptionDelta`` at the unit rate (pence), ``costDeltaWithTax``
   the same with 5 % VAT,
 
-all as decimal strings with four places ("84.0000"), as Kraken sends them. Everything
-depends only on the device's household and the UTC instant, so a test computes the exact
+all as decimal strings, written the way Kraken writes its ``Decimal`` scalar: Python's
+``str(Decimal)`` (see :func:`decimal_text`). Everything depends only on the device's
+household, the UTC instant and the value forms asked for, so a test computes the exact
 reading any point must carry with :func:`reading`.
 """
 
@@ -29,16 +30,24 @@ from zoneinfo import ZoneInfo
 
 SLOT = 10  # seconds: the Home Mini's native spacing
 SLOTS_PER_DAY = 86400 // SLOT
+# Kraken's TelemetryGrouping values. HOURLY is taken from the issue's reading of the
+# introspected schema (ryanw-mobile/OctoMeter schema.graphqls); that file is too large for
+# our search index to show the enum, so this value's evidence is second-hand.
 GROUPING_SECONDS = {
     "TEN_SECONDS": 10,
     "ONE_MINUTE": 60,
     "FIVE_MINUTES": 300,
     "HALF_HOURLY": 1800,
+    "HOURLY": 3600,
 }
 LONDON = ZoneInfo("Europe/London")
 UNIT_RATE_PENCE = Decimal("24.50")  # per kWh, before VAT
 VAT = Decimal("1.05")
 FOUR = Decimal("0.0001")
+ONE_PLACE = Decimal("0.1")
+# Value forms: "real" as the live service writes them; "exponent" every other finite form
+# str(Decimal) can write, for the same kind of values.
+DECIMAL_FORMS = ("real", "exponent")
 # Registers are zero at this instant (the meter's installation, say).
 INSTALLED = int(datetime(2019, 1, 1, tzinfo=UTC).timestamp())
 # Register readings the meters were installed with (Wh).
@@ -150,27 +159,61 @@ def _d4(value: Decimal | int) -> str:
     return str(Decimal(value).quantize(FOUR, ROUND_HALF_EVEN))
 
 
+def decimal_text(name: str, value: Decimal, forms: str = "real") -> str:
+    """A telemetry value as Kraken writes it: ``str()`` of a Decimal.
+
+    "real": the demand with one place ("624.0") and a zero consumptionDelta as "0E+1",
+    both from a real TEN_SECONDS answer (inigo/octopusviz, GraphQlClientTest.scala). The
+    costs are taken to write a zero the same way (no public sample shows them: an
+    assumption). Non-zero deltas, registers and costs appear in no public sample: they
+    keep four places ("1250312.0000"), evidence thin.
+
+    "exponent" (``--decimals exponent``): the other forms of str(Decimal), for the same
+    values: trailing zeros folded into an exponent ("4E+4", "1.1E+2", as a normalized
+    Decimal prints), and the cost of an interval without consumption carrying a residue
+    of 1E-7 pence (the issue's example of a tiny value in exponent form; not seen in a
+    public sample).
+    """
+    if forms == "exponent":
+        if value == 0 and name in ("costDelta", "costDeltaWithTax"):
+            return str(Decimal("1E-7"))
+        if value == 0:
+            return "0E+1"
+        return str(value.normalize())
+    if name == "demand":
+        return str(value.quantize(ONE_PLACE, ROUND_HALF_EVEN))
+    if value == 0 and name in ("consumptionDelta", "costDelta", "costDeltaWithTax"):
+        return "0E+1"
+    return _d4(value)
+
+
 def read_at_text(t: int) -> str:
     """readAt as Kraken writes it: UK local time with its offset (+01:00 in summer)."""
     return datetime.fromtimestamp(t, UTC).astimezone(LONDON).isoformat()
 
 
-def reading(household: str, t: int, grouping: str) -> dict[str, str]:
-    """The telemetry row whose interval is [t, t + grouping) (t aligned to the grouping)."""
-    g = GROUPING_SECONDS[grouping]
+def reading(
+    household: str, t: int, grouping: str, forms: str = "real", upto: int | None = None
+) -> dict[str, str]:
+    """The telemetry row whose interval is [t, t + grouping) (t aligned to the grouping);
+    with ``upto`` (a 10-second instant inside it), the group still filling: its values
+    so far."""
+    g = GROUPING_SECONDS[grouping] if upto is None else upto - t
     imp0, _ = registers(household, t)
     imp1, exp1 = registers(household, t + g)
     delta = imp1 - imp0
-    cost = Decimal(delta) * UNIT_RATE_PENCE / 1000
-    return {
-        "readAt": read_at_text(t),
-        "consumption": _d4(imp1),
-        "demand": _d4(mean_demand(household, t, g)),
-        "export": _d4(exp1),
-        "consumptionDelta": _d4(delta),
-        "costDelta": _d4(cost),
-        "costDeltaWithTax": _d4(cost * VAT),
+    cost = (Decimal(delta) * UNIT_RATE_PENCE / 1000).quantize(FOUR, ROUND_HALF_EVEN)
+    values = {
+        "consumption": Decimal(imp1),
+        "demand": mean_demand(household, t, g),
+        "export": Decimal(exp1),
+        "consumptionDelta": Decimal(delta),
+        "costDelta": cost,
+        "costDeltaWithTax": (cost * VAT).quantize(FOUR, ROUND_HALF_EVEN),
     }
+    row = {"readAt": read_at_text(t)}
+    row.update({k: decimal_text(k, v, forms) for k, v in values.items()})
+    return row
 
 
 def slots(start: float, end: float, grouping: str) -> list[int]:

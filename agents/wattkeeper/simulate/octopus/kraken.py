@@ -34,6 +34,18 @@ from .household import GROUPING_SECONDS, LONDON
 DEFAULT_API_KEY = "sk_live_simulated0000000000000000"
 
 HTTP_FAULTS = ("500", "502", "503", "504", "429", "hang", "nonjson", "truncated", "nodata")
+# What a device's Home Mini does (``--mini``, POST /_mini), besides working ("ok"):
+# - "no-ten-seconds": TEN_SECONDS comes back empty, coarser groupings as usual. Since late
+#   2024 some Minis no longer serve TEN_SECONDS (ryanw-mobile/OctoMeter#379, as the issue
+#   reports it; BottlecapDave's docs give about one reading a minute for the Mini). That
+#   the answer is an empty list rather than an error is the issue's reading: thin evidence.
+# - "frozen": the API answers every call, but no reading after the freeze arrives
+#   (BottlecapDave/HomeAssistant-OctopusEnergy#1733, "the home mini is known to freeze";
+#   PR #1849 handles "empty ... or stale telemetry"). Whether Kraken then sends no rows or
+#   rows of zeros its maintainer did not know; we send none. "ok" again ends the freeze:
+#   what fell in it stays missing, as for an offline Mini.
+# - "unpaired": the meter has no Home Mini: telemetry answers KT-GB-4056.
+MINI_STATES = ("ok", "no-ten-seconds", "frozen", "unpaired")
 DATA_FAULTS = ("missing", "badvalue", "nullvalue", "nulllist")
 # A fault may also be any Kraken error code (KT-CT-1124, KT-GB-4042, ...): the next
 # matching call answers that error.
@@ -53,6 +65,14 @@ MESSAGES = {
     ),
     "KT-GB-4042": ("Too many requests.", "RATE_LIMIT"),
     "KT-GB-4051": ("The start date is too far in the past.", "VALIDATION"),
+    # Kraken's general limit on requests and query points; "Too many requests." is the
+    # message other Kraken clients match on (thecem/octopus_germany#38 and its tests).
+    "KT-CT-1199": ("Too many requests.", "RATE_LIMIT"),
+    # A device Kraken does not know: its meter was replaced (the issue's list of codes;
+    # the wording is ours).
+    "KT-GB-4050": ("Smart meter device not found.", "NOT_FOUND"),
+    # The meter has no Home Mini (the issue's list of codes; the wording is ours).
+    "KT-GB-4056": ("No Home Mini found for this device.", "NOT_FOUND"),
 }
 
 SCHEMA: gql.Schema = {
@@ -270,6 +290,14 @@ class Options:
     hang: float = 30.0
     retry_after: int = 30
     offline: list[tuple[float, float]] = field(default_factory=list)
+    decimals: str = "real"  # or "exponent" (household.decimal_text)
+    # The answer includes the current, still-filling group (the issue; PR #1849 of
+    # BottlecapDave/HomeAssistant-OctopusEnergy handles such "partial" telemetry).
+    partial_groups: bool = False
+    # The code the rolling rate limit answers with: KT-GB-4042 (the per-account
+    # allowance) or KT-CT-1199 (Kraken's general "Too many requests.").
+    rate_limit_code: str = "KT-GB-4042"
+    mini: str = "ok"  # every device's Home Mini at the start (MINI_STATES)
 
 
 @dataclass
@@ -318,6 +346,13 @@ class Kraken:
         self.window: dict[str, deque[float]] = {}
         self.calls: deque[dict[str, Any]] = deque(maxlen=20000)
         self.telemetry: deque[dict[str, Any]] = deque(maxlen=20000)
+        # Every row served, as sent (the truth tests compare InfluxDB with it).
+        self.served: deque[dict[str, Any]] = deque(maxlen=200_000)
+        self.minis: dict[str, str] = dict.fromkeys(DEVICES, options.mini)
+        self.frozen_since: dict[str, float] = {}
+        if options.mini == "frozen":
+            self.frozen_since = dict.fromkeys(DEVICES, clock.now())
+        self.replaced: dict[str, str] = {}  # old device -> the new meter's device
         self.counts: Counter[str] = Counter()
         self.faults_served: Counter[str] = Counter()
 
@@ -333,6 +368,8 @@ class Kraken:
                 "telemetry": list(self.telemetry),
                 "faults_served": dict(self.faults_served),
                 "faults_pending": [f"{f.op}:{f.kind}" for f in self.faults],
+                "minis": dict(self.minis),
+                "replaced": dict(self.replaced),
                 "valid_refresh_tokens": sum(
                     1 for g in self.refresh.values() if not g.used and g.expires > self.clock.now()
                 ),
@@ -344,6 +381,8 @@ class Kraken:
                     "history": self.opt.history,
                     "lag": self.opt.lag,
                     "offline": self.opt.offline,
+                    "decimals": self.opt.decimals,
+                    "partial_groups": self.opt.partial_groups,
                 },
             }
 
@@ -354,6 +393,39 @@ class Kraken:
             raise ValueError(f"op must be one of {', '.join(FAULT_OPS)}")
         with self.lock:
             self.faults.extend(Fault(kind, op) for _ in range(count))
+
+    def set_mini(self, device: str, state: str) -> None:
+        """A Home Mini's behaviour from now on (MINI_STATES); device "" for all."""
+        if state not in MINI_STATES:
+            raise ValueError(f"state must be one of {', '.join(MINI_STATES)}")
+        now = self.clock.now()
+        with self.lock:
+            for dev in [device] if device else list(self.minis):
+                if dev not in self.minis:
+                    raise ValueError(f"unknown device {dev!r}")
+                since = self.frozen_since.pop(dev, None)
+                if since is not None:  # a freeze ends: its readings stay missing
+                    self.opt.offline.append((since, now))
+                if state == "frozen":
+                    self.frozen_since[dev] = now
+                self.minis[dev] = state
+
+    def swap_meter(self, device: str) -> str:
+        """The meter of ``device`` is replaced: the account lists a new meter and device;
+        the old device id is unknown from now on (KT-GB-4050)."""
+        with self.lock:
+            if device not in DEVICES or device in self.replaced:
+                raise ValueError(f"unknown device {device!r}")
+            new = _dev(0x100 + len(self.replaced) + int(device[-2:], 16))
+            self.replaced[device] = new
+            self.minis[new] = self.minis[device]
+            return new
+
+    def _household(self, device: str) -> str | None:
+        for old, new in self.replaced.items():
+            if new == device:
+                return DEVICES[old]
+        return DEVICES.get(device)
 
     def use_calls(self, api_key: str, count: int) -> None:
         """Calls made elsewhere with this key (the Octopus app), for the shared rate limit."""
@@ -476,12 +548,16 @@ class Kraken:
                         "id": ag.id,
                         "validFrom": ag.valid_from,
                         "validTo": ag.valid_to,
-                        "meterPoint": {"mpan": ag.mpan, "meters": _meters(ag)},
+                        "meterPoint": {"mpan": ag.mpan, "meters": _meters(ag, self.replaced)},
                     }
                 )
             return out
 
         return {"number": acc.number, "status": "LIVE", "electricityAgreements": agreements}
+
+    def served_rows(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return list(self.served)
 
     def smart_meter_telemetry(
         self,
@@ -492,9 +568,15 @@ class Kraken:
         grouping: Any = None,
         data_fault: str | None = None,
     ) -> list[dict[str, Any]]:
-        hh = DEVICES.get(str(deviceId))
+        device = str(deviceId)
+        if device in self.replaced:
+            raise KrakenFieldError("KT-GB-4050")
+        hh = self._household(device)
         if hh is None:
             raise KrakenFieldError("KT-CT-1111")
+        mini = self.minis.get(device, "ok")
+        if mini == "unpaired":
+            raise KrakenFieldError("KT-GB-4056")
         now = self.clock.now()
         given = [a is not None for a in (start, end, grouping)]
         if any(given) and not all(given):
@@ -512,23 +594,41 @@ class Kraken:
                 raise KrakenFieldError("KT-GB-4051")
             step = GROUPING_SECONDS[g]
             instants = [t for t in household.slots(s, min(e, until), g) if t + step <= until]
-        rows: list[dict[str, Any]] = [
-            household.reading(hh, t, g)
+        # The group still filling: its values so far (up to the last 10-second reading).
+        filling = int(until // 10 * 10)
+        partial = None
+        if given and self.opt.partial_groups and g != "TEN_SECONDS":
+            t = filling // GROUPING_SECONDS[g] * GROUPING_SECONDS[g]
+            if s <= t < min(e, until) and t < filling:
+                partial = t
+                instants.append(t)
+        frozen = self.frozen_since.get(device)
+        if mini == "no-ten-seconds" and g == "TEN_SECONDS":
+            instants = []
+        sent = [
+            (t, household.reading(hh, t, g, self.opt.decimals, filling if t == partial else None))
             for t in instants
-            if not any(a <= t < b for a, b in self.opt.offline)
+            if not any(a <= t < b for a, b in self.opt.offline) and (frozen is None or t < frozen)
         ]
+        rows = [r for _, r in sent]
         with self.lock:
             self.telemetry.append(
                 {
-                    "deviceId": str(deviceId),
+                    "deviceId": device,
                     "start": s,
                     "end": e,
                     "grouping": g,
                     "rows": len(rows),
+                    "partial": sum(1 for t, _ in sent if t == partial),
                     "first": rows[0]["readAt"] if rows else None,
                     "last": rows[-1]["readAt"] if rows else None,
                     "fault": data_fault,
                 }
+            )
+            self.served.extend(
+                {"deviceId": device, "grouping": g, "partial": t == partial, "fault": data_fault}
+                | r
+                for t, r in sent
             )
         return rows
 
@@ -667,7 +767,7 @@ class Kraken:
                 if code_fault:
                     raise KrakenFieldError(code_fault)
                 if limited:
-                    raise KrakenFieldError("KT-GB-4042")
+                    raise KrakenFieldError(self.opt.rate_limit_code)
                 args = {k: gql.resolve_value(v, bound) for k, v in f.arguments.items()}
                 value = self._field(f.name, args, authorization, data_fault)
                 type_name = SCHEMA[root][f.name][0]
@@ -734,10 +834,16 @@ def _spoil(rows: list[dict[str, Any]], kind: str) -> None:
         rows[0]["costDelta"] = None
 
 
-def _meters(ag: Agreement) -> Callable[..., list[dict[str, Any]]]:
+def _meters(ag: Agreement, replaced: dict[str, str]) -> Callable[..., list[dict[str, Any]]]:
     def meters(includeInactive: bool | None = None) -> list[dict[str, Any]]:
         out = []
         for i, m in enumerate(ag.meters):
+            new = replaced.get(m.import_device or "")
+            if new:  # the replaced meter is inactive now; the new one takes its place
+                if includeInactive:
+                    out.append(_meter(ag.id * 10 + i, m.serial, m.import_device, None))
+                out.append(_meter(ag.id * 100 + i, "23L" + new[-5:].replace("-", ""), new, None))
+                continue
             if not m.active and not includeInactive:
                 continue
             out.append(
@@ -755,6 +861,15 @@ def _meters(ag: Agreement) -> Callable[..., list[dict[str, Any]]]:
         return out
 
     return meters
+
+
+def _meter(id_: int, serial: str, imp: str | None, exp: str | None) -> dict[str, Any]:
+    return {
+        "id": str(id_),
+        "serialNumber": serial,
+        "smartImportElectricityMeter": {"deviceId": imp} if imp else None,
+        "smartExportElectricityMeter": {"deviceId": exp} if exp else None,
+    }
 
 
 def _datetime(value: Any, name: str) -> float:

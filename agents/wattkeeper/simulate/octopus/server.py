@@ -52,6 +52,8 @@ class Handler(BaseHTTPRequestHandler):
         path = urlsplit(self.path).path
         if path == "/_stats":
             self._json(200, self.server.kraken.stats())
+        elif path == "/_served":
+            self._json(200, self.server.kraken.served_rows())
         elif path == GRAPHQL_PATH:
             self._json(405, {"errors": [{"message": "GraphQL only supports POST here."}]})
         else:
@@ -80,6 +82,11 @@ class Handler(BaseHTTPRequestHandler):
             elif path == "/_calls":
                 kraken.use_calls(str(doc["api_key"]), int(doc["count"]))
                 self._json(200, {"ok": True})
+            elif path == "/_mini":
+                kraken.set_mini(str(doc.get("device", "")), str(doc["state"]))
+                self._json(200, {"minis": kraken.stats()["minis"]})
+            elif path == "/_swap":
+                self._json(200, {"new_device": kraken.swap_meter(str(doc["device"]))})
             elif path == "/_offline":
                 now = kraken.clock.now()
                 span = (parse_when(str(doc["start"]), now), parse_when(str(doc["end"]), now))

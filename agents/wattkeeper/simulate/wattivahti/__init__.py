@@ -4,7 +4,14 @@ Endpoints (any path prefix): POST .../oauth2/v2.0/token, GET .../oauth2/v2.0/aut
 (signs the user in at once and redirects with a PKCE code), GET .../meterdata2. Test
 controls: GET /_stats, POST /_fault {"kind": K, "count": N} (K: 500, 503, hang, nonjson,
 empty, badvalue (the first four measured quantities are not numbers) for meterdata2;
-token500 for the token endpoint), POST /_tokens {"refresh_token"}.
+token500, b2c_transient (invalid_grant AADB2C90085) for the token endpoint), POST
+/_tokens {"refresh_token"}.
+
+Behaviours of the real portal that tests switch on: --spring-labels (the night of the
+spring DST switch labelled in winter time, see data.SPRING_WINTER_LABELS),
+--pt15min-old-error (PT15MIN for a period before quarter-hour data answers HTTP 500),
+--old-refresh-tokens-stay-valid (see tokens.py). --truth FILE logs every measured entry
+served, one JSON line each.
 """
 
 from __future__ import annotations
@@ -46,6 +53,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="keep issued and spent refresh tokens here, so they survive a restart",
     )
+    parser.add_argument(
+        "--old-refresh-tokens-stay-valid",
+        action="store_true",
+        help="a used refresh token stays valid until it expires (Microsoft's documented "
+        "behaviour for its identity platform); default: spent at first use",
+    )
     parser.add_argument("--refresh-token-lifetime", type=duration, default=14 * 86400.0)
     parser.add_argument("--access-token-lifetime", type=duration, default=3600.0)
     parser.add_argument(
@@ -63,6 +76,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--hang", type=duration, default=30.0, help="length of a 'hang' fault")
     parser.add_argument(
+        "--spring-labels",
+        action="store_true",
+        help="label the hours after the spring DST switch in winter time (03:00-05:45), "
+        "as the portal has been seen to",
+    )
+    parser.add_argument(
+        "--pt15min-old-error",
+        action="store_true",
+        help="answer PT15MIN requests for periods before --quarter-hour-since with HTTP 500",
+    )
+    parser.add_argument(
+        "--truth", type=Path, metavar="FILE", help="append every measured entry served here"
+    )
+    parser.add_argument(
         "--fault",
         type=_fault,
         action="append",
@@ -79,6 +106,7 @@ def serve(args: argparse.Namespace) -> int:
         args.access_token_lifetime,
         list(args.initial_refresh_token),
         args.state,
+        old_stay_valid=args.old_refresh_tokens_stay_valid,
     )
     portal = Portal(
         issuer,
@@ -87,6 +115,9 @@ def serve(args: argparse.Namespace) -> int:
         delay=args.delay,
         hang=args.hang,
         faults=[k for group in args.fault for k in group],
+        pt15min_old_error=args.pt15min_old_error,
+        spring_labels=args.spring_labels,
+        truth=args.truth,
     )
     server = PortalServer(args.listen, portal)
 

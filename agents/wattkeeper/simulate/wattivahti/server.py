@@ -9,18 +9,21 @@ import time
 from collections import Counter, deque
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-from wattkeeper.simulate.wattivahti.data import STEPS, parse_bound, series
-from wattkeeper.simulate.wattivahti.tokens import OAuthError, TokenIssuer
+from wattkeeper.simulate.wattivahti.data import STEPS, answer, entries, parse_bound
+from wattkeeper.simulate.wattivahti.tokens import TRANSIENT_GRANT_ERROR, OAuthError, TokenIssuer
 
 log = logging.getLogger("wattkeeper.simulate.wattivahti")
 
 METER_FAULTS = ("500", "503", "hang", "nonjson", "empty", "badvalue")
 # What a "badvalue" answer carries instead of its first measured quantities.
 BAD_QUANTITIES = ("12,5", True, "NaN", {"kWh": 1.0})
-TOKEN_FAULTS = ("token500",)
+# token500: HTTP 500 from the token endpoint; b2c_transient: HTTP 400 invalid_grant
+# AADB2C90085 (see tokens.TRANSIENT_GRANT_ERROR), the token stays valid.
+TOKEN_FAULTS = ("token500", "b2c_transient")
 FAULTS = METER_FAULTS + TOKEN_FAULTS
 
 
@@ -36,8 +39,14 @@ class Portal:
         delay: float,
         hang: float,
         faults: list[str],
+        pt15min_old_error: bool = False,
+        spring_labels: bool = False,
+        truth: Path | None = None,
     ) -> None:
         self.issuer = issuer
+        self.pt15min_old_error = pt15min_old_error
+        self.spring_labels = spring_labels
+        self.truth = truth
         self.quarter_since = quarter_since
         self.lag = lag
         self.delay = delay
@@ -56,6 +65,27 @@ class Portal:
                 return kind
         return None
 
+    def record_truth(self, mp: str, mtype: int, resolution: str, tsv: list[Any]) -> None:
+        """Append every measured entry served (one JSON line each) to the truth file."""
+        if self.truth is None:
+            return
+        lines = [
+            json.dumps(
+                {
+                    "metering_point": mp,
+                    "measurement_type": mtype,
+                    "resolution": resolution,
+                    "utc": e.utc,
+                    "label": e.label,
+                    "quantity": e.quantity,
+                }
+            )
+            for e in tsv
+            if e.quantity is not None
+        ]
+        with self.lock, self.truth.open("a", encoding="utf-8") as fh:
+            fh.writelines(line + "\n" for line in lines)
+
     def stats(self) -> dict[str, Any]:
         with self.lock:
             return {
@@ -64,6 +94,7 @@ class Portal:
                 "faults_pending": list(self.faults),
                 "refresh_tokens_issued": self.issuer.issued,
                 "token_refused": self.issuer.refused,
+                "refresh_tokens_reused": self.issuer.reused,
                 "valid_refresh_tokens": self.issuer.valid_refresh_count(),
                 "meterdata_requests": list(self.recent),
             }
@@ -142,7 +173,7 @@ class Handler(BaseHTTPRequestHandler):
         try:
             code = self.server.portal.issuer.authorize(q)
         except OAuthError as exc:
-            self._json(400, {"error": exc.error, "error_description": exc.description})
+            self._json(400, exc.body())
             return
         params = urlencode({"state": q.get("state", ""), "code": code})
         sep = "#" if q.get("response_mode", "fragment") == "fragment" else "?"
@@ -151,14 +182,17 @@ class Handler(BaseHTTPRequestHandler):
 
     def _token(self, form: dict[str, str]) -> None:
         portal = self.server.portal
-        if portal.take_fault(TOKEN_FAULTS):
+        fault = portal.take_fault(TOKEN_FAULTS)
+        if fault == "token500":
             self._send(500, b"<html>Internal Server Error</html>", "text/html")
             return
         try:
+            if fault == "b2c_transient":
+                raise TRANSIENT_GRANT_ERROR
             doc = portal.issuer.token(form)
         except OAuthError as exc:
             log.info("token endpoint refused: %s %s", exc.error, exc.description[:60])
-            self._json(400, {"error": exc.error, "error_description": exc.description})
+            self._json(400, exc.body())
             return
         self._json(200, doc)
 
@@ -185,6 +219,7 @@ class Handler(BaseHTTPRequestHandler):
                     "stop": q["stop"],
                     "resultStep": resolution,
                     "measurementType": str(mtype),
+                    "received": datetime.now(UTC).isoformat(),
                 }
             )
         if portal.delay:
@@ -201,17 +236,28 @@ class Handler(BaseHTTPRequestHandler):
         if fault == "nonjson":
             self._send(200, b"<html><body>Service Unavailable</body></html>", "text/html")
             return
+        if portal.pt15min_old_error and resolution == "PT15MIN" and stop <= portal.quarter_since:
+            # Evidence is thin: issue 13 reports that the portal can answer a PT15MIN
+            # request for a period before 15-minute metering with an error instead of an
+            # empty series; no public client logs that answer, so status and body (the
+            # ASP.NET Web API default) are our guess.
+            self._json(500, {"Message": "An error has occurred."})
+            return
         now = datetime.now(UTC)
-        doc = series(
-            metering_point=mp,
+        tsv = entries(
             measurement_type=mtype,
             start=start,
             stop=stop,
             resolution=resolution,
             quarter_since=portal.quarter_since,
             data_until=now - timedelta(seconds=portal.lag),
-            empty=fault == "empty",
+            spring_labels=portal.spring_labels,
         )
+        if fault == "empty":
+            tsv = []
+        doc = answer(mp, start, stop, resolution, tsv)
+        if fault != "badvalue":
+            portal.record_truth(mp, mtype, resolution, tsv)
         if fault == "badvalue":
             tsv = doc["getconsumptionsresult"]["consumptiondata"]["timeseries"]["values"]["tsv"]
             measured = [e for e in tsv if e["quantity"] is not None]

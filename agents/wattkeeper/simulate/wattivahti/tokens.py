@@ -1,9 +1,16 @@
 """The Azure AD B2C stand-in: authorization codes (PKCE), rotating refresh tokens.
 
-Like B2C it answers 400 with an OAuth error body; a refresh token is accepted once
-(every refresh returns a new one and spends the old), and expires after its lifetime.
-With a state file the grants outlive a restart, as the real portal's do: the demo's
-simulator restarts with its container while the agent keeps its rotated token.
+Like B2C it answers 400 with an OAuth error body whose description starts with the
+AADB2C code and ends with a correlation id and a timestamp (the shape quoted in
+Azure-Samples/active-directory-b2c-custom-policy-starterpack#138). Every refresh returns a
+new refresh token. By default the old one is then spent (AADB2C90129): stricter than
+documented, since Microsoft says its identity platform does not revoke an old refresh
+token when it is used (learn.microsoft.com/entra/identity-platform/refresh-tokens) and
+says nothing either way for B2C; an agent that only ever uses the newest token works
+with both. ``old_stay_valid`` models the documented behaviour. Tokens expire after their
+lifetime (AADB2C90080). With a state file the grants outlive a restart, as the real
+portal's do: the demo's simulator restarts with its container while the agent keeps its
+rotated token.
 """
 
 from __future__ import annotations
@@ -15,7 +22,9 @@ import os
 import secrets
 import threading
 import time
+import uuid
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +50,21 @@ class OAuthError(Exception):
         self.error = error
         self.description = description
 
+    def body(self) -> dict[str, str]:
+        """The JSON error body, with B2C's trailer lines."""
+        now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+        trailer = f"\r\nCorrelation ID: {uuid.uuid4()}\r\nTimestamp: {now}\r\n"
+        return {"error": self.error, "error_description": self.description + trailer}
+
+
+# A fault B2C reports as invalid_grant although the grant is fine (the issue above quotes
+# it for grant_type=refresh_token): the token is not spent, a retry may succeed.
+TRANSIENT_GRANT_ERROR = OAuthError(
+    "invalid_grant",
+    "AADB2C90085: The service has encountered an internal error. Please reauthenticate "
+    "and try again.",
+)
+
 
 class TokenIssuer:
     def __init__(
@@ -50,8 +74,10 @@ class TokenIssuer:
         access_lifetime: float,
         initial: list[str],
         state: Path | None = None,
+        old_stay_valid: bool = False,
     ) -> None:
         self.client_id = client_id
+        self.old_stay_valid = old_stay_valid
         self.refresh_lifetime = refresh_lifetime
         self.access_lifetime = access_lifetime
         self.lock = threading.Lock()
@@ -64,6 +90,8 @@ class TokenIssuer:
         self.codes: dict[str, Code] = {}
         self.issued = 0
         self.refused = 0
+        # Refreshes with a token that had already been used (accepted or not).
+        self.reused = 0
 
     def _load(self) -> dict[str, Grant]:
         if self.state is None or not self.state.exists():
@@ -115,16 +143,25 @@ class TokenIssuer:
         if grant == "refresh_token":
             token = form.get("refresh_token", "")
             g = self.refresh.get(token)
-            if g is None or g.used:
+            if g is None:
+                # Never issued here: real refresh tokens are JWEs, a foreign string is not.
                 raise OAuthError(
-                    "invalid_grant", "AADB2C90129: The provided grant has been revoked."
+                    "invalid_grant", "AADB2C90090: The provided JWE is not a valid 5 segment token."
+                )
+            if g.used:
+                self.reused += 1
+            if g.used and not self.old_stay_valid:
+                raise OAuthError(
+                    "invalid_grant",
+                    "AADB2C90129: The provided grant has been revoked. Please reauthenticate "
+                    "and try again.",
                 )
             if now >= g.expires:
                 raise OAuthError(
                     "invalid_grant",
                     "AADB2C90080: The provided grant has expired. Please re-authenticate "
-                    f"and try again. Current time: {int(now)}, Grant expiration time: "
-                    f"{int(g.expires)}",
+                    f"and try again. Current time: {int(now)}, Grant issued time: "
+                    f"{int(g.issued)}, Grant expiration time: {int(g.expires)}",
                 )
             g.used = True
         elif grant == "authorization_code":

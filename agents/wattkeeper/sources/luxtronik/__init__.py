@@ -11,7 +11,9 @@ from __future__ import annotations
 from wattkeeper.downsample import Rollup
 from wattkeeper.source import SourceContext, SourcePlugin
 from wattkeeper.sources.luxtronik.config import LuxtronikSection
+from wattkeeper.sources.luxtronik.reader import raw_field_names
 from wattkeeper.sources.luxtronik.report import add_commands
+from wattkeeper.sources.luxtronik.sensors import SENSORS, describe
 from wattkeeper.sources.luxtronik.source import LuxtronikSource
 
 
@@ -38,6 +40,10 @@ _COUNTERS = [
     "ID_WEB_WMZ_Brauchwasser",
     "ID_WEB_WMZ_Schwimmbad",
     "ID_WEB_WMZ_Seit",
+    # Electrical energy counters of newer firmware (heating, hot water), which
+    # python-luxtronik 0.3.14 does not name yet; the dashboards' COP reads their increase.
+    "Unknown_Parameter_1136",
+    "Unknown_Parameter_1137",
 ]
 
 PLUGIN = SourcePlugin(
@@ -46,5 +52,15 @@ PLUGIN = SourcePlugin(
     factory=_factory,
     add_commands=add_commands,
     description="Luxtronik 2 heat pump controller (python-luxtronik, TCP 8889), read-only",
-    rollups=(Rollup("luxtronik", fields=dict.fromkeys(_COUNTERS, "last"), default="mean"),),
+    # A code written raw (NAME_raw: python-luxtronik has no name for it) keeps its last
+    # value too: the mean of two codes is no code.
+    rollups=(
+        Rollup(
+            "luxtronik",
+            fields={**dict.fromkeys(_COUNTERS, "last"), **dict.fromkeys(raw_field_names(), "last")},
+            default="mean",
+        ),
+    ),
+    sensors=SENSORS,
+    describe_sensor=describe,
 )

@@ -6,6 +6,10 @@ constructor, has no timeout, and swallows a short ``recv`` as a debug message, s
 firmware that closes the socket mid-answer would silently hand back a truncated, shifted
 list. We give it a socket whose ``recv(n)`` returns exactly n bytes or raises, under one
 deadline for the whole poll. Nothing here ever writes to the controller.
+
+python-luxtronik turns a selection code it has no name for into None (SelectionBase;
+a newer model's HeatpumpCode, for one: Bouni/python-luxtronik#197). Such a value is not
+dropped: its raw integer is written as ``NAME_raw``.
 """
 
 from __future__ import annotations
@@ -21,10 +25,14 @@ from typing import Any
 
 import luxtronik
 from luxtronik.calculations import Calculations
+from luxtronik.datatypes import SelectionBase
 from luxtronik.parameters import Parameters
 from luxtronik.visibilities import Visibilities
 
 GROUPS = ("parameters", "calculations", "visibilities")
+RAW_SUFFIX = "_raw"
+# Calculations 81-90 are one value (the firmware version), read from ten words.
+_VERSION_WORDS = range(81, 91)
 
 Value = float | str
 Values = dict[str, dict[str, Value]]
@@ -64,6 +72,36 @@ class _StrictSocket:
         self._sock.close()
 
 
+class _RawWords:
+    """Keeps the words python-luxtronik parsed last, for values it cannot convert."""
+
+    raw: list[int]
+
+    def parse(self, raw_data: list[int]) -> None:
+        self.raw = list(raw_data)
+        super().parse(raw_data)  # type: ignore[misc]
+
+
+class _Calculations(_RawWords, Calculations):  # type: ignore[misc]
+    pass
+
+
+class _Parameters(_RawWords, Parameters):  # type: ignore[misc]
+    pass
+
+
+class _Visibilities(_RawWords, Visibilities):  # type: ignore[misc]
+    pass
+
+
+def raw_field_names() -> list[str]:
+    """``NAME_raw`` of every value python-luxtronik may turn into None (a selection)."""
+    tables = (Parameters.parameters, Calculations.calculations, Visibilities.visibilities)
+    return sorted(
+        {e.name + RAW_SUFFIX for t in tables for e in t.values() if isinstance(e, SelectionBase)}
+    )
+
+
 class _Client(luxtronik.Luxtronik):  # type: ignore[misc]
     """python-luxtronik's client, connecting per read (not in the constructor), read-only."""
 
@@ -73,9 +111,9 @@ class _Client(luxtronik.Luxtronik):  # type: ignore[misc]
         self._port = port
         self._timeout = timeout
         self._socket: _StrictSocket | None = None
-        self.calculations = Calculations()
-        self.parameters = Parameters(safe=True)
-        self.visibilities = Visibilities()
+        self.calculations = _Calculations()
+        self.parameters = _Parameters(safe=True)
+        self.visibilities = _Visibilities()
 
     def _connect(self) -> None:
         deadline = time.monotonic() + self._timeout
@@ -96,6 +134,14 @@ class _Client(luxtronik.Luxtronik):  # type: ignore[misc]
             "parameters": self.parameters.parameters,
             "calculations": self.calculations.calculations,
             "visibilities": self.visibilities.visibilities,
+        }
+
+    def words(self) -> dict[str, list[int]]:
+        """The raw words of the last read, per group."""
+        return {
+            "parameters": self.parameters.raw,
+            "calculations": self.calculations.raw,
+            "visibilities": self.visibilities.raw,
         }
 
 
@@ -124,6 +170,8 @@ class Reader:
         self.host = host
         self.port = port
         self.client = _Client(host, port, timeout)
+        # NAME_raw -> code of the last read, for values python-luxtronik turned into None.
+        self.raw_values: dict[str, int] = {}
         # The library logs every connect at INFO: 4 lines per poll in the journal.
         lib_log = logging.getLogger("Luxtronik")
         if lib_log.level == logging.NOTSET:
@@ -137,6 +185,9 @@ class Reader:
         for table in tables.values():
             for entry in table.values():
                 entry.value = None
+        for words in (self.client.parameters, self.client.calculations, self.client.visibilities):
+            words.raw = []
+        self.raw_values = {}
         try:
             self.client.read()
         except (struct.error, ValueError, OverflowError) as exc:
@@ -145,12 +196,22 @@ class Reader:
         finally:
             self.client.drop()
         out: Values = {}
+        delivered = self.client.words()
         for group, table in tables.items():
             values: dict[str, Value] = {}
-            for _index, entry in sorted(table.items()):
+            raw = delivered[group]
+            for index, entry in sorted(table.items()):
                 v = field_value(entry.value)
                 if v is not None:
                     values[entry.name] = v
+                elif (
+                    entry.value is None
+                    and index < len(raw)
+                    and not (group == "calculations" and index in _VERSION_WORDS)
+                ):
+                    name = entry.name + RAW_SUFFIX
+                    values[name] = float(raw[index])
+                    self.raw_values[name] = raw[index]
             out[group] = values
         return out
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -21,6 +22,18 @@ from wattkeeper.sources.luxtronik.history import History
 from wattkeeper.sources.luxtronik.reader import GROUPS, Reader, ReadError, Values
 
 MEASUREMENT = "luxtronik"
+
+
+def refused_hint(port: int) -> str:
+    """What to do when the controller refuses the connection (nothing listens)."""
+    return (
+        f"connection refused: nothing listens on port {port}. Firmware 3.90 and later "
+        "switch this interface off by default, also when an older controller is updated: "
+        "switch the web interface on in the heat pump's own menu, on its display (since "
+        "3.90 it is switched on separately from the web server on port 80; "
+        "BenPru/luxtronik#262), then run `wattkeeper check` again. Controllers with "
+        "firmware older than V1.73 use port 8888 (luxtronik.port)"
+    )
 
 
 @contextlib.contextmanager
@@ -62,6 +75,7 @@ class LuxtronikSource:
         self._started: float | None = None  # monotonic start of the last poll
         self._closed: float | None = None  # monotonic end of the last connection
         self.rejected_polls = 0
+        self._raw_seen: dict[str, int] = {}
         alerts = ctx.config.alerts
         self.alerter = Alerter(
             alerts.slack_webhook_url,
@@ -106,7 +120,12 @@ class LuxtronikSource:
             try:
                 return self.reader.read()
             except (ReadError, OSError) as exc:
-                reason = "timed out" if isinstance(exc, TimeoutError) else str(exc)
+                if isinstance(exc, TimeoutError):
+                    reason = "timed out"
+                elif isinstance(exc, ConnectionRefusedError):
+                    reason = refused_hint(self.cfg.port)
+                else:
+                    reason = str(exc)
                 raise SourceError(f"Luxtronik controller {self.where}: {reason}") from exc
             finally:
                 self._closed = time.monotonic()
@@ -130,8 +149,25 @@ class LuxtronikSource:
             if fields:
                 points.append(Point(MEASUREMENT, fields, t_ns, {"group": group}))
         self._keep_history(t_ns, values)
+        self._log_poll(total)
         when = datetime.fromtimestamp(t_ns / 1e9, UTC).isoformat()
-        return Batch(points=points, state={"luxtronik.last_poll": when, "luxtronik.values": total})
+        state = {
+            "luxtronik.last_poll": when,
+            "luxtronik.values": total,
+            "luxtronik.raw_values": len(self.reader.raw_values),
+        }
+        return Batch(points=points, state=state)
+
+    def _log_poll(self, total: int) -> None:
+        """One line per poll (DEBUG); INFO when the values written raw change."""
+        raw = self.reader.raw_values
+        detail = ""
+        if raw:
+            codes = ", ".join(f"{name}={code}" for name, code in sorted(raw.items()))
+            detail = f"; {len(raw)} written raw, codes python-luxtronik has no name for: {codes}"
+        level = logging.INFO if raw != self._raw_seen else logging.DEBUG
+        self._raw_seen = dict(raw)
+        self.log.log(level, "poll: %d values from %s%s", total, self.where, detail)
 
     def _keep_history(self, t_ns: int, values: Values) -> None:
         if self.history is None or not self.guard.allows_writing():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from wattkeeper.downsample import Rollup
+from wattkeeper.sensors import Sensor
 from wattkeeper.source import SourcePlugin
 
 from .config import OctopusSection
@@ -28,6 +29,46 @@ PLUGIN = SourcePlugin(
                 "cost_delta_pence": "sum",
                 "cost_delta_with_tax_pence": "sum",
             },
+        ),
+    ),
+    # A frozen Home Mini: the API answers, nothing new arrives (BottlecapDave/
+    # HomeAssistant-OctopusEnergy#1733); its users asked for a warning after 30 min (#1849).
+    stale_after=1800.0,
+    stale_subject="the Home Mini",
+    # Home Assistant: the demand, and the meter's own cumulative registers (total_increasing:
+    # they never go back, across restarts and backfills alike).
+    sensors=(
+        Sensor(
+            "power",
+            "Power",
+            "octopus",
+            "demand_w",
+            device_class="power",
+            state_class="measurement",
+            unit="W",
+            precision=0,
+        ),
+        Sensor(
+            "consumption",
+            "Consumption",
+            "octopus",
+            "consumption_wh",
+            device_class="energy",
+            state_class="total_increasing",
+            unit="kWh",
+            scale=0.001,
+            precision=3,
+        ),
+        Sensor(
+            "export",
+            "Export",
+            "octopus",
+            "export_wh",
+            device_class="energy",
+            state_class="total_increasing",
+            unit="kWh",
+            scale=0.001,
+            precision=3,
         ),
     ),
 )

@@ -37,6 +37,10 @@ REAUTH_CODES = frozenset(
 API_KEY_PAGE = "https://octopus.energy/dashboard/new/accounts/personal-details/api-access"
 REFRESH_EXPIRED = frozenset({"KT-CT-1134", "KT-CT-1135"})
 RATE_LIMITED = "KT-GB-4042"
+# Too many requests: the per-account allowance (KT-GB-4042) and Kraken's general limit
+# on requests and query points (KT-CT-1199, "Too many requests."; thecem/octopus_germany#38
+# and other Kraken clients back off on it).
+RATE_LIMIT_CODES = frozenset({RATE_LIMITED, "KT-CT-1199"})
 
 OBTAIN_TOKEN = """mutation ObtainKrakenToken($input: ObtainJSONWebTokenInput!) {
   obtainKrakenToken(input: $input) { token refreshToken refreshExpiresIn payload }

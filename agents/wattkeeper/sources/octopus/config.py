@@ -10,15 +10,17 @@ from typing import Literal
 from wattkeeper.config import ConfigError, Duration, read_secret_file
 from wattkeeper.journal import SECRETS
 
-Grouping = Literal["TEN_SECONDS", "ONE_MINUTE", "FIVE_MINUTES", "HALF_HOURLY"]
+Grouping = Literal["TEN_SECONDS", "ONE_MINUTE", "FIVE_MINUTES", "HALF_HOURLY", "HOURLY"]
 SchemaName = Literal["wattkeeper", "seed000", "seed001"]
 
-# Seconds covered by one reading of each grouping (the readAt spacing).
+# Seconds covered by one reading of each grouping (the readAt spacing), finest first:
+# the order in which an empty window is asked again, one grouping coarser each time.
 GROUPING_SECONDS: dict[str, int] = {
     "TEN_SECONDS": 10,
     "ONE_MINUTE": 60,
     "FIVE_MINUTES": 300,
     "HALF_HOURLY": 1800,
+    "HOURLY": 3600,
 }
 
 

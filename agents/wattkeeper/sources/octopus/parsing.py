@@ -1,8 +1,10 @@
 """Strict parsing of Kraken answers: decimal strings, readAt times, telemetry rows.
 
-The API sends numbers as decimal strings ("84.0000"). ``float()`` would also accept
-"nan", "inf", "1e400" or " 12 ", none of which is a meter reading, so the grammar is
-spelled out here; a value that fails it is counted and logged, never written.
+Kraken serialises its ``Decimal`` scalar with Python's ``str(Decimal)``: "624.0", a zero
+as "0E+1" (a real TEN_SECONDS answer in inigo/octopusviz's GraphQlClientTest.scala), tiny
+values as "1E-7". ``float()`` would also accept "nan", "inf", " 12 " or "1_0", none of
+which is a meter reading, so the grammar is spelled out here: exactly the finite forms
+``str(Decimal)`` writes. A value that fails it is counted and logged, never written.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-_DECIMAL = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?")  # ASCII only: no "1٢"
+# Every finite form of str(Decimal): sign, digits (no leading zero), fraction, an exponent
+# with its sign ("0E+1", "1E-7", "1.25E+6"). ASCII digits only: no "1٢".
+_DECIMAL = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:E[+-][0-9]+)?")
 
 # The telemetry fields we ask for, in the API's names.
 TELEMETRY_FIELDS = (
@@ -33,7 +37,8 @@ class MalformedAnswer(ValueError):
 
 
 def parse_decimal(value: Any) -> float:
-    """A decimal string ("84.0000", "-3") or a JSON number; ValueError for anything else."""
+    """A decimal string as str(Decimal) writes it ("84.0000", "0E+1", "1E-7") or a JSON
+    number; ValueError for anything else. A zero in any form is 0.0 (never -0.0)."""
     if isinstance(value, bool):
         raise ValueError(f"{value!r} is not a number")
     if isinstance(value, int | float) or (isinstance(value, str) and _DECIMAL.fullmatch(value)):
@@ -42,7 +47,7 @@ def parse_decimal(value: Any) -> float:
         raise ValueError(f"{value!r} is not a decimal number")
     if not math.isfinite(f):
         raise ValueError(f"{value!r} is not finite")
-    return f
+    return f + 0.0  # "-0", "-0E+1": a zero lands as 0
 
 
 def parse_time(value: Any) -> datetime:

@@ -1,9 +1,12 @@
 """The Octopus Home Mini source: windows of telemetry from a cursor, within the budget.
 
-The cursor (``next_start``: one second after the last reading committed) is stored in the
-same SQLite transaction as the points, so after a stop, a reboot or an outage the next
-poll asks for exactly what is missing, in windows of ``backfill_window``, as far back as
-the API allows.
+The cursor (``next_start``: one second after the last complete reading committed) is
+stored in the same SQLite transaction as the points, so after a stop, a reboot or an
+outage the next poll asks for exactly what is missing, in windows of ``backfill_window``,
+as far back as the API allows. The group still filling is never taken: it comes again,
+complete, at a later poll. A window that stays empty at the grouping in use is asked
+again one grouping coarser (some Home Minis no longer serve TEN_SECONDS) before it is
+given up.
 """
 
 from __future__ import annotations
@@ -16,14 +19,23 @@ from wattkeeper.point import Point
 from wattkeeper.source import Batch, SourceContext, SourceError, SourceFatal
 
 from .budget import CallBudget
-from .client import RATE_LIMITED, KrakenClient, KrakenError, ServerClock
+from .client import RATE_LIMIT_CODES, KrakenClient, KrakenError, ServerClock
 from .config import GROUPING_SECONDS, OctopusSection
 from .discovery import ACCOUNT_QUERY, choose_device, parse_account
-from .parsing import TELEMETRY_FIELDS, MalformedAnswer, format_time, parse_telemetry
+from .history import TOO_FAR_BACK, Search, oldest_accepted
+from .parsing import (
+    TELEMETRY_FIELDS,
+    MalformedAnswer,
+    ParsedTelemetry,
+    format_time,
+    parse_telemetry,
+)
 from .schema import SCHEMAS
 
-TOO_FAR_BACK = "KT-GB-4051"
 UNAUTHORIZED = "KT-CT-1111"
+UNKNOWN_DEVICE = "KT-GB-4050"  # the device is not known: its meter was replaced
+NO_HOME_MINI = "KT-GB-4056"  # the meter has no Home Mini to read it
+PAIRING_HELP = "https://octopus.energy/blog/octopus-home-mini/"
 # The longest a single poll keeps catching up (windows) before committing.
 MAX_WINDOWS_PER_POLL = 24
 
@@ -64,12 +76,20 @@ class OctopusSource:
             clock=self.clock,
             log=self.log,
         )
-        self.step = GROUPING_SECONDS[self.cfg.grouping]
+        # The grouping asked for: the configured one, or a coarser one the Home Mini
+        # still serves (until the agent restarts).
+        self.grouping: str = self.cfg.grouping
         self.to_point = SCHEMAS[self.cfg.schema]
         self.device_id: str | None = self.cfg.device_id
         self._cooldown_until = 0.0
         self._rate_limited = 0
+        self._coarser_tried: float | None = None  # window start the coarser ones were tried at
+        self._replaced: set[str] = set()  # devices found unknown (KT-GB-4050) in this run
         self.behind = False
+
+    @property
+    def step(self) -> int:
+        return GROUPING_SECONDS[self.grouping]
 
     # -- state ------------------------------------------------------------------------
 
@@ -97,7 +117,8 @@ class OctopusSource:
         return max(1, self.budget.limit // 10)
 
     def _rate_limited_backoff(self, exc: KrakenError) -> KrakenError:
-        """KT-GB-4042 / HTTP 429: wait longer each time, up to a quarter of the period."""
+        """KT-GB-4042, KT-CT-1199 or HTTP 429: wait longer each time, up to a quarter of
+        the period."""
         self._rate_limited += 1
         wait = min(
             self.budget.period / 4, self.budget.steady_interval * 2 ** min(self._rate_limited, 8)
@@ -149,7 +170,7 @@ class OctopusSource:
 
     # -- polling ----------------------------------------------------------------------
 
-    def _fetch(self, device: str, start: float, end: float) -> Any:
+    def _fetch(self, device: str, start: float, end: float, grouping: str | None = None) -> Any:
         try:
             data = self.client.query(
                 "Telemetry",
@@ -158,12 +179,21 @@ class OctopusSource:
                     "deviceId": device,
                     "start": _iso(start),
                     "end": _iso(end),
-                    "grouping": self.cfg.grouping,
+                    "grouping": grouping or self.grouping,
                 },
             )
         except KrakenError as exc:
             if exc.code == UNAUTHORIZED:
                 raise self._device_refused(device) from None
+            if exc.code == NO_HOME_MINI:
+                raise self._no_home_mini(device) from None
+            if exc.code == UNKNOWN_DEVICE and self.cfg.device_id:
+                raise SourceFatal(
+                    f"Octopus does not know device {device} ({UNKNOWN_DEVICE}: was the meter "
+                    "replaced?): remove octopus.device_id to find the new one from the "
+                    "account, or set it to the new meter's device id",
+                    key="octopus.device_id",
+                ) from None
             raise
         if "smartMeterTelemetry" not in data:
             raise MalformedAnswer("answer has no data.smartMeterTelemetry")
@@ -184,6 +214,41 @@ class OctopusSource:
             f"Telemetry: device {device} refused ({UNAUTHORIZED}); "
             "looking for the account's device again at the next poll"
         )
+
+    def _no_home_mini(self, device: str) -> SourceFatal:
+        return SourceFatal(
+            f"Octopus has no Home Mini readings for device {device} ({NO_HOME_MINI}): the "
+            "meter has no Home Mini paired. Pair it in the Octopus app (Home Mini: "
+            f"{PAIRING_HELP}), then restart the agent",
+            key="octopus.device_id" if self.cfg.device_id else "octopus.account_number",
+        )
+
+    def _meter_replaced(self, device: str, cursor: Any, batch: Batch) -> str:
+        """KT-GB-4050 for a discovered device: discover again, once. The new device
+        continues from the old one's cursor, so the time since the swap is fetched."""
+        if device in self._replaced:
+            raise SourceFatal(
+                f"Octopus does not know device {device} ({UNKNOWN_DEVICE}) although account "
+                f"{self.cfg.account_number} lists it: check in the Octopus app that the Home "
+                "Mini is paired with the new meter, then restart the agent",
+                key="octopus.account_number",
+            )
+        self._replaced.add(device)
+        self.device_id = None
+        self._save({"octopus.discovered": None})
+        new = self._device()
+        if new == device:
+            return self._meter_replaced(device, cursor, batch)
+        self.log.warning(
+            "device %s is unknown to Octopus (%s: the meter was replaced?); "
+            "continuing with the account's device %s",
+            device,
+            UNKNOWN_DEVICE,
+            new,
+        )
+        if cursor is not None and self.state.get_state(self._key("next_start")) is None:
+            batch.state[self._key("next_start")] = cursor
+        return new
 
     def _start(self, stored: Any, now: float) -> float:
         """Where the next window starts: the cursor, within max_backfill."""
@@ -218,41 +283,54 @@ class OctopusSource:
         cursor_key = self._key("next_start")
         stored = self.state.get_state(cursor_key)
         self.behind = False
-        for n in range(MAX_WINDOWS_PER_POLL):
+        n = 0
+        while n < MAX_WINDOWS_PER_POLL:
             now = self.clock.now()
             start = self._start(stored, now)
             end = min(start + self.cfg.backfill_window, now)
             if end - start < 1.0:
                 break
             try:
-                try:
-                    rows = self._fetch(device, start, end)
-                except KrakenError as exc:
-                    if exc.code != TOO_FAR_BACK:
-                        raise
-                    start, end, rows = self._recoverable(device, start, batch)
-                parsed = parse_telemetry(rows)
+                start, end, grouping, parsed = self._window(device, start, end, now, batch)
             except KrakenError as exc:
+                if exc.code == UNKNOWN_DEVICE and device == self.device_id:
+                    try:
+                        device = self._meter_replaced(device, stored, batch)
+                    except KrakenError as again:
+                        return self._partial(batch, self._classify(again), n)
+                    cursor_key = self._key("next_start")
+                    continue
                 return self._partial(batch, self._classify(exc), n)
             except MalformedAnswer as exc:
                 return self._partial(batch, SourceError(f"Telemetry: malformed answer: {exc}"), n)
+            n += 1
             self._rate_limited = 0
-            for r in parsed.readings:
+            step = GROUPING_SECONDS[grouping]
+            # A group still filling (its end after now, on the server's clock as known
+            # before the call: never ahead of it) is not a reading yet. A TEN_SECONDS
+            # reading is one reading of the Home Mini, never partial.
+            complete = [
+                r
+                for r in parsed.readings
+                if grouping == "TEN_SECONDS" or r.read_at.timestamp() + step <= now
+            ]
+            for r in complete:
                 point = self.to_point(r, device)
                 if point is not None:
                     batch.points.append(point)
             self._count_rejected(batch, parsed.rejected)
-            if parsed.readings:
-                last = parsed.readings[-1].read_at.timestamp()
+            if complete:
+                last = complete[-1].read_at.timestamp()
                 next_start = max(start, last + 1.0)
                 batch.state[self._key("last_read_at")] = _iso(last)
-            elif end <= now - self.cfg.settle:
+                batch.newest = max(batch.newest or 0.0, last + step)
+            elif end <= now - self.cfg.settle and not parsed.readings:
                 self.log.info(
                     "no readings from %s to %s (Home Mini offline?)", _iso(start), _iso(end)
                 )
                 next_start = end
             else:
-                # Nothing yet in a recent window: the readings may still be on their way.
+                # Nothing (complete) yet in a recent window: it may still be on its way.
                 stored = start
                 batch.state[cursor_key] = start
                 break
@@ -264,6 +342,51 @@ class OctopusSource:
                 break
         return batch
 
+    def _window(
+        self, device: str, start: float, end: float, now: float, batch: Batch
+    ) -> tuple[float, float, str, ParsedTelemetry]:
+        """One window's readings and the grouping they came at; the window is a later
+        one if the API refused its start as too far back."""
+        try:
+            rows = self._fetch(device, start, end)
+        except KrakenError as exc:
+            if exc.code != TOO_FAR_BACK:
+                raise
+            start, end, rows = self._recoverable(device, start, batch)
+        parsed = parse_telemetry(rows)
+        if parsed.readings:
+            return start, end, self.grouping, parsed
+        # Empty: asked again one grouping coarser, once the window's readings are overdue
+        # (its start older than twice settle), and once more before it is given up.
+        given_up = end <= now - self.cfg.settle
+        overdue = start <= now - 2 * self.cfg.settle and self._coarser_tried != start
+        if given_up or overdue:
+            self._coarser_tried = start
+            return start, end, *self._coarser(device, start, end)
+        return start, end, self.grouping, parsed
+
+    def _coarser(self, device: str, start: float, end: float) -> tuple[str, ParsedTelemetry]:
+        """Ask an empty window at each coarser grouping in turn; the first that has
+        readings is used from then on (said once in the log)."""
+        order = list(GROUPING_SECONDS)
+        for grouping in order[order.index(self.grouping) + 1 :]:
+            # The same window, no wider: a group found beyond it would prove nothing (the
+            # Home Mini may have been offline for exactly this window).
+            parsed = parse_telemetry(self._fetch(device, start, end, grouping))
+            if parsed.readings:
+                self.log.warning(
+                    "the Home Mini sent no %s readings from %s to %s, but %s ones: "
+                    "asking for %s from now on (until the agent restarts)",
+                    self.grouping,
+                    _iso(start),
+                    _iso(end),
+                    grouping,
+                    grouping,
+                )
+                self.grouping = grouping
+                return grouping, parsed
+        return self.grouping, ParsedTelemetry()
+
     def _count_rejected(self, batch: Batch, rejected: list[tuple[str, str, str]]) -> None:
         if not rejected:
             return
@@ -274,48 +397,24 @@ class OctopusSource:
         )
 
     def _recoverable(self, device: str, refused: float, batch: Batch) -> tuple[float, float, Any]:
-        """After KT-GB-4051 at ``refused``: find the oldest start the API still accepts.
-
-        Galloping (one window, two, four ...) then bisection to a sixteenth of a window:
-        a few calls even for a gap of days, where stepping window by window could spend
-        the whole budget on refusals. Returns that start, its window's end and its rows.
-        """
-        first_refused = refused
+        """After KT-GB-4051 at ``refused``: the oldest start the API still accepts, its
+        window's end and its rows; what lies before is logged as lost."""
+        search = Search(refused)
         w = self.cfg.backfill_window
-        precision = max(float(self.step), w / 16)
-        jump = w
-        accepted: tuple[float, float, Any] | None = None
         try:
-            while accepted is None:
-                now = self.clock.now()
-                probe = min(refused + jump, now - w)
-                if probe <= refused:
-                    probe = refused + precision
-                if probe >= now - 1.0:
-                    accepted = (now, now, [])  # nothing the API would give: skip to now
-                    break
-                try:
-                    end = min(probe + w, now)
-                    accepted = (probe, end, self._fetch(device, probe, end))
-                except KrakenError as exc:
-                    if exc.code != TOO_FAR_BACK:
-                        raise
-                    refused, jump = probe, jump * 2
-            while accepted[0] - refused > precision:
-                mid = (refused + accepted[0]) / 2
-                end = min(mid + w, self.clock.now())
-                try:
-                    accepted = (mid, end, self._fetch(device, mid, end))
-                except KrakenError as exc:
-                    if exc.code != TOO_FAR_BACK:
-                        raise
-                    refused = mid
+            accepted = oldest_accepted(
+                lambda a, b: self._fetch(device, a, b),
+                self.clock.now,
+                search,
+                w,
+                max(float(self.step), w / 16),
+            )
         except KrakenError:
             # Out of budget (or another failure) mid-search: what was refused stays lost.
-            batch.state[self._key("next_start")] = refused + 1.0
-            self._log_lost(first_refused, refused + 1.0)
+            batch.state[self._key("next_start")] = search.refused + 1.0
+            self._log_lost(refused, search.refused + 1.0)
             raise
-        self._log_lost(first_refused, accepted[0])
+        self._log_lost(refused, accepted[0])
         return accepted
 
     def _log_lost(self, start: float, end: float) -> None:
@@ -328,7 +427,7 @@ class OctopusSource:
         )
 
     def _classify(self, exc: KrakenError) -> KrakenError:
-        if exc.code == RATE_LIMITED or exc.status == 429:
+        if exc.code in RATE_LIMIT_CODES or exc.status == 429:
             return self._rate_limited_backoff(exc)
         return exc
 

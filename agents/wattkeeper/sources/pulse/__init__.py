@@ -8,11 +8,23 @@ the RPi.GPIO API, and a simulator for tests and the demo.
 from __future__ import annotations
 
 from wattkeeper.downsample import Rollup
+from wattkeeper.sensors import Sensor
 from wattkeeper.source import SourceContext, SourcePlugin
 from wattkeeper.sources.pulse.config import PulseSection
 from wattkeeper.sources.pulse.source import PulseSource
 
 ROLLUPS = [Rollup("pulse", {"pulses": "sum", "energy_wh": "sum", "power_w": "mean"})]
+# Home Assistant: per channel, the power of the last pulse interval (falling while no pulse
+# comes) and the energy counted since the agent first published (a running total kept in
+# the buffer with the pulses).
+SENSORS = (
+    Sensor("power", "Power", "pulse", "power_w", device_class="power",
+           state_class="measurement", unit="W", per_tag="channel", precision=0,
+           per_reading_wh="energy_wh"),
+    Sensor("energy", "Energy", "pulse", "energy_wh", device_class="energy",
+           state_class="total_increasing", unit="kWh", kind="total", per_tag="channel",
+           scale=0.001, precision=3),
+)  # fmt: skip
 
 
 def _factory(ctx: SourceContext) -> PulseSource:
@@ -26,4 +38,5 @@ PLUGIN = SourcePlugin(
     streaming=True,
     description="electricity-meter pulses on GPIO pins (import / export / generation)",
     rollups=ROLLUPS,
+    sensors=SENSORS,
 )

@@ -14,6 +14,7 @@ from wattkeeper.source import SourcePlugin
 from wattkeeper.sources.wattivahti.commands import add_commands
 from wattkeeper.sources.wattivahti.config import WattiVahtiSection
 from wattkeeper.sources.wattivahti.source import WattiVahtiSource
+from wattkeeper.sources.wattivahti.summary import SENSORS
 
 PLUGIN = SourcePlugin(
     name="wattivahti",
@@ -28,6 +29,8 @@ PLUGIN = SourcePlugin(
             {"consumption_wh": "sum", "production_wh": "sum"},
         ),
     ),
+    # Home Assistant: the last complete day and hour only (the data is hours late).
+    sensors=SENSORS,
 )
 
 __all__ = ["PLUGIN"]

@@ -37,6 +37,16 @@ class Series:
     resolution: str
     readings: list[Reading] = field(default_factory=list)
     rejected: int = 0
+    # Entries placed by the spring DST rule (localtime.convert_series).
+    relabelled: int = 0
+
+
+class PortalError(SourceError):
+    """meterdata2 answered with an HTTP error status (kept, for the PT1H fallback)."""
+
+    def __init__(self, message: str, status: int, retry_after: float | None = None) -> None:
+        super().__init__(message, retry_after)
+        self.status = status
 
 
 def _wire_time(instant: datetime) -> str:
@@ -98,8 +108,9 @@ class PortalClient:
             )
         if resp.status_code != 200:
             retry = resp.headers.get("Retry-After")
-            raise SourceError(
+            raise PortalError(
                 f"{what}: HTTP {resp.status_code} {resp.reason or ''}".rstrip(),
+                resp.status_code,
                 retry_after=float(retry) if retry and retry.isdigit() else None,
             )
         try:
@@ -146,12 +157,15 @@ class PortalClient:
                 self.log.warning("%s: entry with a bad time %r skipped", what, t)
                 continue
             entries.append((local, item))
+        relabelled: list[tuple[datetime, datetime, float]] = []  # local, utc, kWh
         for conv in convert_series(local for local, _ in entries):
             item = entries[conv.index][1]
             q = item.get("quantity", item.get("q"))
             if conv.utc is None:
                 series.rejected += 1
-                self.log.warning("%s: %s %s; skipped", what, conv.local.isoformat(), conv.problem)
+                self.log.warning(
+                    "%s: %s %s; skipped (%s kWh)", what, conv.local.isoformat(), conv.problem, q
+                )
                 continue
             if q is None:
                 continue  # not measured yet
@@ -166,5 +180,21 @@ class PortalClient:
                 series.rejected += 1
                 self.log.warning("%s: %s quantity %r is not a finite number", what, conv.local, q)
                 continue
+            if conv.spring_relabelled:
+                relabelled.append((conv.local, conv.utc, wh / 1000))
             series.readings.append(Reading(conv.utc, wh))
+        if relabelled:
+            series.relabelled = len(relabelled)
+            self.log.warning(
+                "%s: %d entries labelled %s..%s (%.3f kWh) lie in or after the spring DST "
+                "gap and were read in winter time (UTC+02:00), the portal's labelling of "
+                "that night: placed at %s..%s",
+                what,
+                len(relabelled),
+                relabelled[0][0].strftime("%Y-%m-%d %H:%M"),
+                relabelled[-1][0].strftime("%H:%M"),
+                sum(k for _, _, k in relabelled),
+                relabelled[0][1].strftime("%H:%MZ"),
+                relabelled[-1][1].strftime("%H:%MZ"),
+            )
         return series

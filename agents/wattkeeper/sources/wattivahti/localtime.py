@@ -4,15 +4,16 @@ WattiVahti answers with local wall-clock times and no offset. Two nights a year 
 not enough: in autumn the hour 03:00-03:59 happens twice and the portal lists it as
 consecutive pairs (03:00, 03:00, 03:15, 03:15, ...), the first of each pair in summer
 time (EEST, fold=0) and the second in winter time (EET, fold=1); in spring 03:00-03:59
-does not exist at all. Counting occurrences of each wall-clock time (rather than relying
-on the order of the pairs) gives the right fold for either ordering.
+does not exist at all, yet the portal has been seen to label it (see convert_series).
+Counting occurrences of each wall-clock time (rather than relying on the order of the
+pairs) gives the right fold for either ordering.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 HELSINKI = ZoneInfo("Europe/Helsinki")
@@ -44,27 +45,57 @@ class Converted:
     local: datetime
     utc: datetime | None
     problem: str = ""
+    # True when the label was read in winter time by the spring rule (see convert_series).
+    spring_relabelled: bool = False
+
+
+def _winter_reading(naive: datetime, offset: timedelta) -> datetime:
+    return naive.replace(tzinfo=timezone(offset)).astimezone(UTC)
 
 
 def convert_series(times: Iterable[datetime]) -> Iterator[Converted]:
     """UTC instants for a response's naive local times, in response order.
 
-    A wall-clock time seen twice is legitimate only inside the repeated hour (first =
-    EEST, second = EET); any other repeat, or a time inside the spring gap, is reported
-    as a problem instead of being written over a neighbour.
+    Autumn: a wall-clock time seen twice is legitimate only inside the repeated hour
+    (first = EEST, second = EET).
+
+    Spring, the stated rule: the portal has been seen to label the hours right after the
+    switch in the offset before it (winter time, UTC+2): 2023-03-26 came as 00, 01, 02, 03,
+    04, 05, 07 (miikaforma/WattiVahtiLogger, api/src/lib.rs, a PT1H sample; one public
+    sample, so the evidence is thin). So a label inside the spring gap is read in winter
+    time, and so is every label after it whose summer-time reading is already taken by an
+    earlier entry, until a label's summer-time reading is free again. A label that cannot
+    be placed either way is reported as a problem, never written over a neighbour.
     """
     seen: dict[datetime, int] = {}
+    taken: set[datetime] = set()
+    winter: timedelta | None = None  # the offset before the switch, while a run lasts
     for i, naive in enumerate(times):
         n = seen.get(naive, 0)
         seen[naive] = n + 1
         if is_missing(naive):
-            yield Converted(i, naive, None, "does not exist in Europe/Helsinki (spring gap)")
+            offset = naive.replace(tzinfo=HELSINKI, fold=0).utcoffset()
+            assert offset is not None
+            winter = offset
+            utc = _winter_reading(naive, offset)
+            relabelled = True
         elif n == 0:
-            yield Converted(i, naive, to_utc(naive, 0))
+            utc = to_utc(naive, 0)
+            relabelled = False
+            if winter is not None and utc in taken:
+                utc, relabelled = _winter_reading(naive, winter), True
+            else:
+                winter = None
         elif n == 1 and is_ambiguous(naive):
-            yield Converted(i, naive, to_utc(naive, 1))
+            utc, relabelled = to_utc(naive, 1), False
         else:
             yield Converted(i, naive, None, "repeated in the answer")
+            continue
+        if utc in taken:
+            yield Converted(i, naive, None, "cannot be placed: its instant is taken (spring gap)")
+            continue
+        taken.add(utc)
+        yield Converted(i, naive, utc, spring_relabelled=relabelled)
 
 
 def parse_local(text: str) -> datetime:

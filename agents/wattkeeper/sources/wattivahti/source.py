@@ -21,13 +21,31 @@ from wattkeeper import __version__
 from wattkeeper.influx import InfluxError
 from wattkeeper.point import FieldValue, Point
 from wattkeeper.source import Batch, SourceContext, SourceError
-from wattkeeper.sources.wattivahti.api import CONSUMPTION, PRODUCTION, PortalClient, Series
+from wattkeeper.sources.wattivahti.api import (
+    CONSUMPTION,
+    PRODUCTION,
+    PortalClient,
+    PortalError,
+    Series,
+)
 from wattkeeper.sources.wattivahti.auth import Authenticator, read_refresh_token
 from wattkeeper.sources.wattivahti.config import WattiVahtiSection
 from wattkeeper.sources.wattivahti.localtime import HELSINKI, day_windows
+from wattkeeper.sources.wattivahti.summary import complete_periods
 
 MEASUREMENT = "wattivahti"
 HOUR = timedelta(hours=1)
+QUARTER = timedelta(minutes=15)
+# HTTP statuses of a PT15MIN answer that mean "not for this period" rather than "try
+# later" (gateway errors, 429 and timeouts stay errors).
+_NO_QUARTERS_STATUSES = {400, 404, 422, 500}
+
+
+def _ceil(t: datetime, step: timedelta) -> datetime:
+    """``t`` rounded up to a multiple of ``step`` (UTC; Helsinki offsets are whole hours)."""
+    s = int(step.total_seconds())
+    ts = int(t.timestamp())
+    return datetime.fromtimestamp(-(-ts // s) * s, UTC)
 
 
 class _Committer(Protocol):
@@ -67,6 +85,7 @@ class WattiVahtiSource:
             token_file=self.cfg.refresh_token_file,
             config_file=ctx.config.file,
             timeout=self.cfg.timeout,
+            log=ctx.log,
         )
         self.client = PortalClient(
             self.session, self.auth, self.cfg.api_url, self.cfg.timeout, ctx.log
@@ -76,6 +95,8 @@ class WattiVahtiSource:
         self.pt15_key = f"wattivahti.pt15min_since.{self.mp}"
         self._plan: list[Window] = []
         self.finished = False
+        # The newest complete day and hour seen in this run, for the live view.
+        self._complete: dict[str, Point] = {}
 
     # -- Source protocol ------------------------------------------------------------------
 
@@ -218,17 +239,29 @@ class WattiVahtiSource:
     # -- fetching -------------------------------------------------------------------------
 
     def _fetch_window(self, start: datetime, stop: datetime) -> Batch:
-        """One request window (whole local days) -> points and the cursor after it."""
-        quarter = self.client.fetch(self.mp, CONSUMPTION, start, stop, "PT15MIN")
-        earliest = min((r.utc for r in quarter.readings), default=stop)
+        """One request window (whole local days) -> points and the cursor after it.
+
+        No request reaches past now, rounded up to its resolution: no public client asks
+        the portal about the future (wattivahti-influx stops at now; WattiVahtiLogger
+        asks for yesterday), so what the portal would answer is unknown.
+        """
+        now = datetime.now(UTC)
+        q_stop = min(stop, _ceil(now, QUARTER))
+        h_stop = min(stop, _ceil(now, HOUR))
+        if q_stop <= start:
+            return Batch()
         known = self.ctx.state.get_state(self.pt15_key)
+        known_at = _from_iso(known) if known else None
+        no_quarters_known = not known_at or known_at > start
+        quarter = self._quarters(self.mp, CONSUMPTION, start, q_stop, no_quarters_known)
+        earliest = min((r.utc for r in quarter.readings), default=stop)
         # Hourly data fills only what lies before the quarter-hour data; after the portal
         # has once shown quarter-hours, an empty answer is a gap to retry, not PT1H.
-        hourly_until = min(earliest, _from_iso(known)) if known else earliest
+        hourly_until = min(earliest, known_at) if known_at else earliest
         series = [quarter]
         hourly: Series | None = None
         if hourly_until > start:
-            hourly = self.client.fetch(self.mp, CONSUMPTION, start, stop, "PT1H")
+            hourly = self.client.fetch(self.mp, CONSUMPTION, start, h_stop, "PT1H")
             hourly.readings = [r for r in hourly.readings if r.utc + HOUR <= hourly_until]
             series.append(hourly)
         fields: dict[datetime, dict[str, FieldValue]] = {}
@@ -244,18 +277,22 @@ class WattiVahtiSource:
         rejected = sum(s.rejected for s in series)
         if self.cfg.production:
             pmp = self.cfg.production_point
-            prod = self.client.fetch(pmp, PRODUCTION, start, stop, "PT15MIN")
+            prod = self._quarters(pmp, PRODUCTION, start, q_stop, hourly is not None)
             prod.readings = [r for r in prod.readings if r.utc >= hourly_until]
             put(prod, "production_wh")
             rejected += prod.rejected
             if hourly is not None:
-                ph = self.client.fetch(pmp, PRODUCTION, start, stop, "PT1H")
+                ph = self.client.fetch(pmp, PRODUCTION, start, h_stop, "PT1H")
                 ph.readings = [r for r in ph.readings if r.utc + HOUR <= hourly_until]
                 put(ph, "production_wh")
                 rejected += ph.rejected
         if self.sync_range is not None:
             lo, hi = self.sync_range
             fields = {t: f for t, f in fields.items() if lo <= t < hi}
+        for summary in complete_periods(fields, self.mp):
+            known_p = self._complete.get(summary.measurement) if summary else None
+            if summary and (known_p is None or summary.time_ns >= known_p.time_ns):
+                self._complete[summary.measurement] = summary
         points = [
             Point.at(MEASUREMENT, t, f, {"metering_point": self.mp})
             for t, f in sorted(fields.items())
@@ -265,7 +302,7 @@ class WattiVahtiSource:
         if quarter.readings and (not known or earliest < _from_iso(known)):
             state[self.pt15_key] = _iso(earliest)
         if self.sync_range is not None:
-            state[self._sync_key] = _iso(stop)
+            state[self._sync_key] = _iso(q_stop)
         elif fields:
             newest = max(fields)
             cursor = self.ctx.state.get_state(self.cursor_key)
@@ -280,4 +317,29 @@ class WattiVahtiSource:
             sum(1 for f in fields.values() if f["resolution"] == "PT1H"),
             f", {rejected} rejected" if rejected else "",
         )
-        return Batch(points=points, state=state, rejected=rejected)
+        return Batch(
+            points=points, state=state, rejected=rejected, live=list(self._complete.values())
+        )
+
+    def _quarters(
+        self,
+        mp: str,
+        mtype: int,
+        start: datetime,
+        stop: datetime,
+        may_fall_back: bool,
+    ) -> Series:
+        """The PT15MIN series; an error answer for a period without known quarter-hours
+        counts as an empty answer (so PT1H fills it), like the seed's fallback does for
+        an empty one (vuorinet/wattivahti-influx, sync.py)."""
+        try:
+            return self.client.fetch(mp, mtype, start, stop, "PT15MIN")
+        except PortalError as exc:
+            if exc.status not in _NO_QUARTERS_STATUSES or not may_fall_back:
+                raise
+            self.log.warning(
+                "%s; this period has no quarter-hours yet: falling back to PT1H, as for an "
+                "empty answer",
+                exc,
+            )
+            return Series("PT15MIN")
