@@ -461,7 +461,10 @@ def test_tasks_of_the_previous_version_are_converted_in_place(
         .replace("ORG", influx.org)
     )
     task_id = tiers.ids["1m"]
-    influx.api("PATCH", f"/api/v2/tasks/{task_id}", json={"flux": old})
+    # As the previous version's role left it: its Flux, and the description that marks it
+    # as wattkeeper's (the module changes no task without it).
+    described = f"wattkeeper: {tiers.raw} -> {one.dst_bucket} every 1m"
+    influx.api("PATCH", f"/api/v2/tasks/{task_id}", json={"flux": old, "description": described})
     t0 = floor(datetime.now(UTC), 60) - 2 * HOUR
     influx.write(tiers.raw, pulse_lines(t0, t0 + 2 * HOUR))
     # The old task ran now and then (each run covered three minutes): gaps in between.
