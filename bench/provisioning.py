@@ -70,7 +70,11 @@ def _recap(output: str) -> tuple[int, int]:
     return ok, changed
 
 
-def run(record: Record) -> None:
+CONNECTIONS = {"podman": ("containers.podman.podman", "podman exec"), "ssh": ("ssh", "SSH")}
+
+
+def run(record: Record, connections: tuple[str, ...] = ("podman", "ssh")) -> None:
+    """Both ways by default; ``connections`` picks (``--provisioning-connections ssh``)."""
     influxd = subprocess.run(
         ["bash", str(ROOT / "scripts" / "build-influxd.sh")],
         capture_output=True,
@@ -90,7 +94,7 @@ def run(record: Record) -> None:
     # The scenario's containers have fixed names: hold the team's podman lock meanwhile.
     with open(LOCK, "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        for connection, label in (("containers.podman.podman", "podman exec"), ("ssh", "SSH")):
+        for connection, label in (CONNECTIONS[c] for c in connections):
             _run(record, {**env, "WATTKEEPER_MOLECULE_CONNECTION": connection}, label)
 
 

@@ -367,12 +367,12 @@ def bench_telegraf(tmp: Path, steady: float, outage: float) -> None:
     telegraf.run(tmp, record, steady, outage)
 
 
-def bench_provisioning() -> None:
+def bench_provisioning(connections: tuple[str, ...]) -> None:
     """The Molecule scenario's first converge and idempotent re-run (bench/provisioning.py)."""
     print("provisioning: Molecule scenario, first converge and idempotent re-run")
     import provisioning
 
-    provisioning.run(record)
+    provisioning.run(record, connections)
 
 
 # -- report ---------------------------------------------------------------------------------
@@ -659,6 +659,11 @@ def main() -> int:
     parser.add_argument("--footprint-seconds", type=float, default=300)
     parser.add_argument("--telegraf-steady-seconds", type=float, default=120)
     parser.add_argument("--telegraf-outage-seconds", type=float, default=600)
+    parser.add_argument(
+        "--provisioning-connections",
+        default="podman,ssh",
+        help="podman (exec), ssh, or both (the default)",
+    )
     parser.add_argument("--tiers-days", default="1,7", help="outages of the tiers section")
     parser.add_argument("--report", type=Path, default=ROOT / "docs" / "benchmarks.md")
     args = parser.parse_args()
@@ -686,7 +691,9 @@ def main() -> int:
                 "telegraf": lambda: bench_telegraf(
                     tmp, args.telegraf_steady_seconds, args.telegraf_outage_seconds
                 ),
-                "provisioning": bench_provisioning,
+                "provisioning": lambda: bench_provisioning(
+                    tuple(args.provisioning_connections.split(","))
+                ),
                 "tiers": lambda: bench_tiers(
                     server, [float(d) for d in args.tiers_days.split(",")]
                 ),
