@@ -81,7 +81,7 @@ def _in_package(kind: str, name: str) -> bool:
     return (base / f"{name}.py").exists() or (base / name / "__init__.py").exists()
 
 
-def landed_sources(candidates: list[str], simulate: bool = False) -> list[str]:
+def deployable_sources(candidates: list[str], simulate: bool = False) -> list[str]:
     """Those of ``candidates`` whose module exists in the agent package being deployed
     (and, when simulating, whose simulator exists too)."""
     return [
@@ -234,149 +234,6 @@ def verify_task(task: str, existing: list[dict[str, Any]], rerun: str) -> dict[s
     return {"what": f"task {task}", "ok": ok, "detail": detail, "next": fix}
 
 
-_DURATION = re.compile(r"^(\d+(\.\d+)?(ms|s|m|h|d))+$")
-# Keys of the agent's sections that are durations (strings such as "30s"), per the agent's
-# config classes; tests/test_ansible_plugins.py keeps this list in step with them.
-DURATION_KEYS = frozenset(
-    {
-        "metrics_interval",
-        "flush_timeout",
-        "timeout",
-        "retry_initial",
-        "retry_max",
-        "commit_interval",
-        "min_interval",
-        "budget_period",
-        "backfill_window",
-        "max_backfill",
-        "initial_backfill",
-        "settle",
-        "overlap",
-        "chunk",
-        "interval",
-        "min_spacing",
-        "connect_timeout",
-        "debounce",
-        "late_after",
-        "keepalive",
-        "stale_after",
-    }
-)
-_ACCOUNT = re.compile(r"^A-[0-9A-Z]{6,10}$")
-_METERING_POINT = re.compile(r"^[0-9A-Za-z_-]{1,64}$")
-
-
-def inventory_problems(
-    sources: list[str],
-    sections: dict[str, Any],
-    secrets: dict[str, str],
-    defs: dict[str, Any],
-    simulate: bool = False,
-) -> list[str]:
-    """What a host's inventory lacks or gets wrong for its sources, one message each,
-    naming the variable: checked before anything is installed."""
-    problems: list[str] = []
-    for name, body in sections.items():
-        if not isinstance(body, dict):
-            problems.append(f"wattkeeper_{name} must be a dictionary of [{name}] keys")
-            continue
-        for key, value in body.items():
-            # A number is seconds (the agent accepts it too); a string must be a duration.
-            number = isinstance(value, (int, float)) and not isinstance(value, bool)
-            if key in DURATION_KEYS and not (
-                number or (isinstance(value, str) and _DURATION.match(value))
-            ):
-                problems.append(
-                    f"wattkeeper_{name}.{key}: {value!r} is not a duration"
-                    ' such as "30s", "5m" or "1h"'
-                )
-    problems.extend(_mqtt_problems(sections.get("mqtt") or {}, secrets))
-    for source in sources:
-        cfg = sections.get(source) or {}
-        sim = simulate and "simulate" in defs.get(source, {})
-        for secret in defs.get(source, {}).get("secrets", []):
-            if not secret.get("rotates") and not sim and not secrets.get(secret["var"]):
-                problems.append(
-                    f"{secret['var']} is not set (the {source} agent needs it; keep it in Vault)"
-                )
-        if source == "octopus":
-            acct = cfg.get("account_number")
-            if not acct:
-                problems.append("wattkeeper_octopus.account_number is missing (like A-1234ABCD)")
-            elif not _ACCOUNT.match(str(acct)):
-                problems.append(
-                    f"wattkeeper_octopus.account_number: {acct!r} is not like A-1234ABCD"
-                )
-        elif source == "wattivahti":
-            point = cfg.get("metering_point")
-            if not point:
-                problems.append(
-                    "wattkeeper_wattivahti.metering_point is missing (the metering point code)"
-                )
-            elif not _METERING_POINT.match(str(point)):
-                problems.append(
-                    f"wattkeeper_wattivahti.metering_point: {point!r} is not a metering point code"
-                )
-        elif source == "pulse":
-            problems.extend(_pulse_problems(cfg))
-        elif source == "luxtronik" and not sim and not str(cfg.get("host", "")).strip():
-            problems.append(
-                "wattkeeper_luxtronik.host is missing (the heat pump controller's address)"
-            )
-    return problems
-
-
-_MQTT_URL = re.compile(r"^mqtts?://[A-Za-z0-9.-]+(:[0-9]{1,5})?/?$")
-
-
-def _mqtt_problems(mqtt: dict[str, Any], secrets: dict[str, str]) -> list[str]:
-    """wattkeeper_mqtt as the agent's [mqtt] section will take it."""
-    if not isinstance(mqtt, dict) or not mqtt:
-        return []
-    url = str(mqtt.get("url", ""))
-    if not _MQTT_URL.match(url):
-        return [f"wattkeeper_mqtt.url: {url!r} is not like mqtt://HOST:1883 or mqtts://HOST:8883"]
-    if secrets.get("wattkeeper_mqtt_password") and not mqtt.get("username"):
-        return ["wattkeeper_mqtt.username is missing (wattkeeper_mqtt_password needs it)"]
-    return []
-
-
-def _pulse_problems(cfg: dict[str, Any]) -> list[str]:
-    channels = cfg.get("channels")
-    if not channels or not isinstance(channels, list):
-        return ["wattkeeper_pulse.channels is missing: a list of {name, pin, pulses_per_kwh}"]
-    # BCM numbers of the Pi's GPIO lines; another chip may have more lines.
-    top = 53 if cfg.get("chip", "/dev/gpiochip0") in ("/dev/gpiochip0", "gpiochip0") else 1023
-    problems: list[str] = []
-    seen_pins: set[int] = set()
-    seen_names: set[str] = set()
-    for i, ch in enumerate(channels):
-        where = f"wattkeeper_pulse.channels[{i}]"
-        if not isinstance(ch, dict):
-            problems.append(f"{where} must be a dictionary {{name, pin, pulses_per_kwh}}")
-            continue
-        pin = ch.get("pin")
-        if isinstance(pin, bool) or not isinstance(pin, int) or not 0 <= pin <= top:
-            problems.append(f"{where}.pin: {pin!r} is not a GPIO line number (BCM, 0-{top})")
-        elif pin in seen_pins:
-            problems.append(f"{where}.pin: pin {pin} is used by two channels")
-        else:
-            seen_pins.add(pin)
-        name = ch.get("name")
-        if not name:
-            problems.append(f"{where}.name is missing (import, export, generate ...)")
-        elif name in seen_names:
-            problems.append(f"{where}.name: {name!r} is listed twice")
-        else:
-            seen_names.add(str(name))
-        ppk = ch.get("pulses_per_kwh")
-        if isinstance(ppk, bool) or not isinstance(ppk, (int, float)) or not 0 < ppk <= 1e6:
-            problems.append(
-                f"{where}.pulses_per_kwh: {ppk!r} must be a positive number (imp/kWh on the label)"
-            )
-    return problems
-
-
 def verify_rows(hostvars: Any) -> list[dict[str, Any]]:
     """verify.yml summary lines of one host, from the checks its roles recorded."""
     host = str(hostvars.get("inventory_hostname", "?"))
@@ -524,7 +381,9 @@ class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
             "wattkeeper_task_flux": task_flux,
-            "wattkeeper_landed_sources": landed_sources,
+            "wattkeeper_deployable_sources": deployable_sources,
+            # The former name, kept for a release (roles/influxdb/defaults/main.yml).
+            "wattkeeper_landed_sources": deployable_sources,
             "wattkeeper_toml": to_toml,
             "wattkeeper_bucket_plan": bucket_plan,
             "wattkeeper_agent_pairs": agent_pairs,
@@ -534,7 +393,6 @@ class FilterModule:
             "wattkeeper_systemd_show": systemd_show,
             "wattkeeper_verify_rows": verify_rows,
             "wattkeeper_bucket_summary": bucket_summary,
-            "wattkeeper_inventory_problems": inventory_problems,
             "wattkeeper_verify_bucket": verify_bucket,
             "wattkeeper_verify_task": verify_task,
             "wattkeeper_managed": managed,

@@ -28,16 +28,21 @@ GROUPING_SECONDS: dict[str, int] = {
 class OctopusSection:
     """[octopus]: the Kraken GraphQL API, the account and the call budget."""
 
+    # The Octopus account number, like A-1234ABCD.
     account_number: str
+    # File holding the API key (mode 0600).
     api_key_file: Path
+    # The Kraken GraphQL endpoint.
     api_url: str = "https://api.octopus.energy/v1/graphql/"
     # Skips discovery (one call per start) when set.
     device_id: str | None = None
+    # How fine the readings are (the Home Mini's own step is ten seconds).
     grouping: Grouping = "TEN_SECONDS"
     # The API allows ~100 calls/hour per user, shared with the Octopus app: keep a margin.
     calls_per_hour: int = 60
     # The budget window; "1h" in production (calls_per_hour is per this period).
     budget_period: Duration = 3600.0
+    # The InfluxDB layout: wattkeeper, or one of the two older tools' (see the migration).
     schema: SchemaName = "wattkeeper"
     # One telemetry call asks for at most this much time (several calls while catching up).
     backfill_window: Duration = 3600.0
@@ -47,6 +52,7 @@ class OctopusSection:
     initial_backfill: Duration = 3600.0
     # A window that ended this long ago and came back empty is not asked for again.
     settle: Duration = 300.0
+    # Timeout of one API call.
     timeout: Duration = 20.0
     # Trust the API's Date header over the local clock (a Pi has no RTC).
     use_server_clock: bool = True
