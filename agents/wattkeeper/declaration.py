@@ -59,7 +59,7 @@ def _field_comments(cls: type) -> dict[str, str]:
     assert isinstance(body, ast.ClassDef)
     for node in body.body:
         if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-            lines = []
+            lines: list[str] = []
             line = node.lineno - 1
             while line in comments:
                 lines.insert(0, comments[line])
@@ -95,7 +95,7 @@ def section_keys(cls: type, skip: frozenset[str] = frozenset()) -> list[Key]:
     hints = get_type_hints(cls, include_extras=True)
     helps = _field_comments(cls)
     keys = []
-    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+    for f in dataclasses.fields(cls):
         if not f.init or f.name in skip:
             continue
         tp, _ = _unwrap(hints[f.name])
