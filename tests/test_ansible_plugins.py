@@ -480,3 +480,22 @@ def test_binary_and_apt_serve_tls_from_the_given_files() -> None:
     assert "Environment=INFLUXD_TLS_CERT=/etc/influxdb2/tls/server.crt" in with_tls
     assert "Environment=INFLUXD_TLS_KEY=/etc/influxdb2/tls/server.key" in with_tls
     assert not any("TLS" in line for line in _render_unit_env(""))
+
+
+@pytest.mark.parametrize(
+    ("given", "meant"),
+    [("seed000", "power-numeric"), ("seed001", "energy-consumption"), ("power-numeric", None)],
+)
+def test_schema_names_say_what_they_are_and_the_old_ones_still_work(
+    given: str, meant: str | None, tmp_path: Path
+) -> None:
+    from wattkeeper.config import inventory_check, load_section
+
+    with inventory_check():
+        section = load_section(
+            {"account_number": "A-1234ABCD", "api_key_file": "/k", "schema": given},
+            load_plugin("octopus").config_class,
+            "octopus",
+            tmp_path / "octopus.toml",
+        )
+    assert section.schema == (meant or given)
