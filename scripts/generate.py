@@ -80,7 +80,8 @@ def _yaml(data: Any, indent: int = 0, flow_lists: bool = False) -> str:
     return "".join(pad + line if line.strip() else line for line in text.splitlines(True))
 
 
-def _describe(key: Key, required_note: str = "Required by the agent.") -> str:
+def _describe(key: Key, required_note: str = "Required by the agent.") -> str | list[str]:
+    """One line of text; a list of sentences when a long default (a URL) would not fit."""
     parts = [key.help.rstrip(".") + "." if key.help else ""]
     if key.duration:
         parts.append(DURATION_HELP)
@@ -90,7 +91,8 @@ def _describe(key: Key, required_note: str = "Required by the agent.") -> str:
         parts.append(required_note)
     elif key.default not in (None, "", [], {}):
         parts.append(f"Agent default: {_plain(key.default)}.")
-    return " ".join(p for p in parts if p)
+    text = " ".join(p for p in parts if p)
+    return text if len(text) < 130 else [p for p in parts if p]
 
 
 def _plain(value: Any) -> str:
@@ -324,7 +326,7 @@ def role_readme(role: str) -> str:
             facts.append("secret (no_log)")
         lines.append("; ".join(facts) + ".")
         lines.append("")
-        lines.append(str(opt.get("description", "")).strip())
+        lines.append(_text(opt.get("description", "")).strip())
         lines.append("")
         if default is not None:
             lines += ["```yaml", default.rstrip(), "```", ""]
@@ -335,7 +337,7 @@ def role_readme(role: str) -> str:
                 sub_kind = sub.get("type", "str")
                 if sub.get("choices"):
                     sub_kind = " / ".join(f"`{c}`" for c in sub["choices"])
-                desc = _md_cell(str(sub.get("description", "")))
+                desc = _md_cell(_text(sub.get("description", "")))
                 lines.append(f"| `{key}` | {sub_kind} | {desc} |")
             lines.append("")
     example = ROOT / "roles" / role / "README.example.yml"
@@ -343,6 +345,10 @@ def role_readme(role: str) -> str:
         lines += ["## Example playbook", "", "```yaml", example.read_text().strip(), "```", ""]
     lines += ["## License", "", "MIT", ""]
     return "\n".join(lines)
+
+
+def _text(description: str | list[str]) -> str:
+    return " ".join(description) if isinstance(description, list) else str(description)
 
 
 def _raw_defaults(text: str) -> dict[str, str]:
