@@ -20,7 +20,7 @@ from wattkeeper.config import ConfigError, load_config
 from wattkeeper.registry import load_plugin, source_names
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCES = [s for s in ("octopus", "wattivahti", "pulse", "luxtronik") if s in source_names()]
+SOURCES = source_names()
 # Keys the role writes itself (secret files), never taken from the inventory.
 ROLE_SET = {"api_key_file", "refresh_token_file"}
 
@@ -58,10 +58,16 @@ GOOD: dict[str, dict[str, Any]] = {
     },
     "luxtronik": {"host": "192.0.2.10", "interval": "30s", "report_time": "06:30"},
 }
+# A source without an entry here is tried with the example of its declaration.
+for _name in SOURCES:
+    GOOD.setdefault(_name, load_plugin(_name).example)
 SECRETS = {
     "wattkeeper_octopus_api_key": "sk_live_0123456789abcdef0123",
     "wattkeeper_wattivahti_refresh_token": "x" * 40,
 }
+for _name in SOURCES:
+    for _secret in DEFS[_name].get("secrets", []):
+        SECRETS.setdefault(_secret["var"], "a-secret-0123456789")
 
 
 def _sections(source: str, settings: dict[str, Any], tmp_path: Path) -> dict[str, Any]:
