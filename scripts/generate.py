@@ -8,7 +8,7 @@ SourcePlugin and config dataclass. From them this script writes
 - the role's table of sources (roles/wattkeeper_common/defaults/main.yml, likewise),
 - the collectors play's hosts (site.yml),
 - a settings table and a sample config per source (docs/config/NAME.md, NAME.toml), also
-  into the README's section of the source where it has the markers,
+  into any page that has the source's markers (docs/sources/NAME.md),
 - a README per role from its argument specs and defaults (roles/ROLE/README.md).
 `--check` writes nothing and exits 1 naming the stale files (tests/test_generated.py).
 """
@@ -385,16 +385,18 @@ def outputs() -> dict[Path, Callable[[str], str]]:
             r"(- name: Collectors\n  hosts: ).*", lambda m: m.group(1) + ":".join(names), t
         ),
     }
-    readme = ROOT / "README.md"
 
-    def readme_tables(text: str) -> str:
+    def tables(text: str, where: str) -> str:
         for p in plugins:
             begin, end = MD_BEGIN.format(name=p.name), MD_END.format(name=p.name)
             if begin in text:
-                text = _replace_region(text, begin, end, settings_table(p), "README.md")
+                text = _replace_region(text, begin, end, settings_table(p), where)
         return text
 
-    out[readme] = readme_tables
+    # A source's settings table also goes where a page has its markers (docs/sources/).
+    for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("**/*.md"))]:
+        if page.exists() and "<!-- >>> generated: " in page.read_text():
+            out[page] = lambda t, page=page: tables(t, str(page.relative_to(ROOT)))
     for p in plugins:
         out[ROOT / "docs/config" / f"{p.name}.md"] = lambda _t, p=p: config_doc(p)
         out[ROOT / "docs/config" / f"{p.name}.toml"] = lambda _t, p=p: sample_config(p)

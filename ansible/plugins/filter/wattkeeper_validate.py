@@ -32,15 +32,18 @@ _ROLE_FILLED: dict[str, dict[str, Any]] = {
 }
 
 
-def _agent(module: str) -> Any:
+def _agent() -> tuple[Any, Any]:
+    """The agent's config and registry modules, from the tree being deployed."""
     if str(AGENTS_DIR) not in sys.path:
         sys.path.insert(0, str(AGENTS_DIR))
     try:
-        return importlib.import_module(module)
+        return importlib.import_module("wattkeeper.config"), importlib.import_module(
+            "wattkeeper.registry"
+        )
     except ImportError as exc:
         raise AnsibleFilterError(
-            f"cannot import {module} from {AGENTS_DIR}: {exc}. Run Ansible from the project's "
-            "virtualenv (.venv/bin/ansible-playbook), which has the agent's dependencies."
+            f"the agent package in {AGENTS_DIR} does not import ({exc}): run Ansible from "
+            "the project's virtualenv, which has its dependencies"
         ) from exc
 
 
@@ -53,8 +56,7 @@ def inventory_problems(
 ) -> list[str]:
     """What a host's inventory lacks or gets wrong for its sources, one message a section,
     naming the variable and key: checked before anything is installed."""
-    config = _agent("wattkeeper.config")
-    registry = _agent("wattkeeper.registry")
+    config, registry = _agent()
     problems: list[str] = []
 
     def load(name: str, table: dict[str, Any], cls: type) -> None:
