@@ -38,6 +38,8 @@ def _load_filters(file: str = "wattkeeper.py", name: str = "wattkeeper_filters")
 
 F = _load_filters()
 FV = _load_filters("wattkeeper_validate.py", "wattkeeper_validate_filters")
+FR = _load_filters("wattkeeper_render.py", "wattkeeper_render_filters")
+FX = _load_filters("wattkeeper_verify.py", "wattkeeper_verify_filters")
 FT = _load_filters("wattkeeper_tiers.py", "wattkeeper_tier_filters")
 DEFS = yaml.safe_load((ROOT / "roles" / "wattkeeper_common" / "defaults" / "main.yml").read_text())[
     "wattkeeper_source_defs"
@@ -97,7 +99,7 @@ def _sections(source: str, settings: dict[str, Any], tmp_path: Path) -> dict[str
 
 @pytest.mark.parametrize("source", SOURCES)
 def test_rendered_config_loads_in_the_agent(source: str, tmp_path: Path) -> None:
-    text = F.to_toml(_sections(source, GOOD[source], tmp_path))
+    text = FR.to_toml(_sections(source, GOOD[source], tmp_path))
     path = tmp_path / f"{source}.toml"
     path.write_text(text)
     tomllib.loads(text)
@@ -116,7 +118,7 @@ def test_rendered_https_config_with_the_ca_loads_in_the_agent(tmp_path: Path) ->
         url="https://influx.home.lan:8086", ca_file=str(make_server_tls(tmp_path / "tls").ca)
     )
     path = tmp_path / "pulse.toml"
-    path.write_text(F.to_toml(sections))
+    path.write_text(FR.to_toml(sections))
     cfg = load_config(path, "pulse", load_plugin("pulse").config_class, set(source_names()))
     assert cfg.influxdb.ca_file == tmp_path / "tls" / "ca.pem"
 
@@ -125,7 +127,7 @@ def test_rendered_https_config_with_the_ca_loads_in_the_agent(tmp_path: Path) ->
 def test_simulated_config_loads_in_the_agent(source: str, tmp_path: Path) -> None:
     settings = {**GOOD[source], **DEFS[source]["simulate"]["config"]}
     path = tmp_path / f"{source}.toml"
-    path.write_text(F.to_toml(_sections(source, settings, tmp_path)))
+    path.write_text(FR.to_toml(_sections(source, settings, tmp_path)))
     load_config(path, source, load_plugin(source).config_class, set(source_names()))
 
 
@@ -200,7 +202,7 @@ def test_what_the_role_refuses_the_agent_refuses_too(
 ) -> None:
     """The early checks are no stricter than the agent (a bad inventory would exit 78)."""
     path = tmp_path / f"{source}.toml"
-    path.write_text(F.to_toml(_sections(source, settings, tmp_path)))
+    path.write_text(FR.to_toml(_sections(source, settings, tmp_path)))
     with pytest.raises(ConfigError):
         load_config(path, source, load_plugin(source).config_class, set(source_names()))
 
@@ -370,19 +372,19 @@ def test_buffer_stats_parse() -> None:
         "buffer  /x\npending         3 points (120 bytes)\ndead-lettered   1 points\n"
         "oldest age      42s\npoints_written  10\n"
     )
-    assert F.buffer_stats(out) == {
+    assert FX.buffer_stats(out) == {
         "pending": 3,
         "dead_lettered": 1,
         "oldest_age": 42.0,
         "points_written": 10,
     }
-    assert F.buffer_stats("oldest age      -\n")["oldest_age"] is None
+    assert FX.buffer_stats("oldest age      -\n")["oldest_age"] is None
 
 
 def test_no_secret_reaches_the_toml_through_a_typo() -> None:
     # null values are refused loudly rather than written as an empty string
     with pytest.raises(Exception, match="null has no TOML form"):
-        F.to_toml({"agent": {"log_level": [None]}})
+        FR.to_toml({"agent": {"log_level": [None]}})
     assert os.sep  # keep the import used on every platform
 
 

@@ -34,7 +34,7 @@ PASSWORD = "mqtt-test-password-0123"
 def _filters() -> Any:
     name = "wattkeeper_filters_for_mosquitto"
     if name not in sys.modules:
-        path = Path(__file__).resolve().parents[2] / "ansible/plugins/filter/wattkeeper.py"
+        path = Path(__file__).resolve().parents[2] / "ansible/plugins/filter/wattkeeper_render.py"
         spec = importlib.util.spec_from_file_location(name, path)
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
