@@ -11,6 +11,7 @@ knows stays here: which Vault variable a host still lacks.
 from __future__ import annotations
 
 import importlib
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,11 @@ _ROLE_FILLED: dict[str, dict[str, Any]] = {
         "bucket": "raw",
         "token_file": _PLACEHOLDER,
     },
+}
+
+# Keys of the shared sections the role writes from variables of their own.
+_ROLE_VARS = {
+    "mqtt": {"password_file": "wattkeeper_mqtt_password", "ca_file": "wattkeeper_mqtt_ca_cert"}
 }
 
 
@@ -59,11 +65,15 @@ def inventory_problems(
     config, registry = _agent()
     problems: list[str] = []
 
-    def load(name: str, table: dict[str, Any], cls: type) -> None:
+    def load(name: str, table: dict[str, Any], cls: type, role_vars: dict[str, str]) -> None:
         try:
             config.load_section(table, cls, f"wattkeeper_{name}", Path("inventory"))
         except config.ConfigError as exc:
-            problems.append(f"{exc.key}: {exc.message}")
+            # A key the role fills from a variable of its own is named by that variable.
+            message = exc.message
+            for key, var in role_vars.items():
+                message = re.sub(rf"\b{key}\b", var, message)
+            problems.append(f"{exc.key}: {message}")
 
     with config.inventory_check():
         for name, cls in config.SHARED_SECTIONS.items():
@@ -76,7 +86,7 @@ def inventory_problems(
             table = {**_ROLE_FILLED.get(name, {}), **body}
             if name == "mqtt" and secrets.get("wattkeeper_mqtt_password"):
                 table["password_file"] = _PLACEHOLDER
-            load(name, table, cls)
+            load(name, table, cls, _ROLE_VARS.get(name, {}))
         for source in sources:
             deploy = defs.get(source, {})
             sim = simulate and "simulate" in deploy
@@ -100,7 +110,8 @@ def inventory_problems(
             table.update({s.key: _PLACEHOLDER for s in plugin.secrets})
             if sim:
                 table.update(deploy["simulate"].get("config", {}))
-            load(source, table, plugin.config_class)
+            secret_vars = {s["key"]: s["var"] for s in deploy.get("secrets", [])}
+            load(source, table, plugin.config_class, secret_vars)
     return problems
 
 
