@@ -127,7 +127,13 @@ def _copy_tree(dst: Path) -> None:
     skip = shutil.ignore_patterns("__pycache__", "*.egg-info", "build")
     for d in ("agents/wattkeeper", "roles", "ansible", "docs/config"):
         shutil.copytree(ROOT / d, dst / d, ignore=skip)
-    for f in ("site.yml", "README.md", "ansible.cfg", "scripts/generate.py"):
+    for f in (
+        "site.yml",
+        "README.md",
+        "ansible.cfg",
+        "scripts/generate.py",
+        "scripts/role_readme.py",
+    ):
         (dst / f).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / f, dst / f)
 
