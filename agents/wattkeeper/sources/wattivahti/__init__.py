@@ -4,7 +4,7 @@ Runs as a oneshot started by a systemd timer (``wattkeeper run wattivahti -c FIL
 --once``); each run syncs from where the last one stopped. Module map: ``config`` (the
 [wattivahti] section), ``auth`` (rotating B2C refresh token), ``api`` (meterdata2),
 ``localtime`` (naive Helsinki times -> UTC), ``source`` (what to fetch, cursors),
-``commands`` (``wattivahti login``, ``sync wattivahti``).
+``commands`` (``login wattivahti``, ``sync wattivahti``).
 """
 
 from __future__ import annotations
