@@ -106,8 +106,12 @@ class Tiers:
             flux = t.flux()
             if not scheduled:
                 flux = flux.replace(f"every: {t.every}, offset:", "every: 1000d, offset:", 1)
+            # Described as the role describes its tasks (it changes only tasks so described).
+            about = f"wattkeeper: {prefix}_raw -> {t.dst_bucket} every {t.every}"
             created = server.api(
-                "POST", "/api/v2/tasks", json={"orgID": server.org_id, "flux": flux}
+                "POST",
+                "/api/v2/tasks",
+                json={"orgID": server.org_id, "flux": flux, "description": about},
             ).json()
             ids[t.every] = str(created["id"])
         return cls(server, f"{prefix}_raw", list(rollups), tasks, ids)
