@@ -132,8 +132,6 @@ def argument_specs(plugins: list[SourcePlugin]) -> str:
     for name, cls in SHARED_SECTIONS.items():
         entry: dict[str, Any] = {"type": "dict", "description": SHARED_DESCRIPTION[name]}
         entry["options"] = _spec(section_keys(cls, ROLE_SET[name]))
-        if name == "mqtt":
-            entry["options"]["url"]["required"] = True
         options[f"wattkeeper_{name}"] = entry
     for plugin in plugins:
         required = [k.name for k in source_keys(plugin) if k.required]
