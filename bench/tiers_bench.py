@@ -118,12 +118,18 @@ def ingest(server: InfluxServer, bucket: str, start: datetime, stop: datetime) -
     started = time.monotonic()
     with ProcessPoolExecutor(2) as pool:
         for _, body in pool.map(_body, _slices(start, stop), chunksize=4):
-            r = session.post(
-                f"{server.url}/api/v2/write",
-                params={"org": server.org, "bucket": bucket, "precision": "ns"},
-                data=body,
-                timeout=600,
-            )
+            # A busy InfluxDB answers 500 "timeout" or 503 now and then; as an agent
+            # would, send the same body again (a replay overwrites the same points).
+            for attempt in range(10):
+                r = session.post(
+                    f"{server.url}/api/v2/write",
+                    params={"org": server.org, "bucket": bucket, "precision": "ns"},
+                    data=body,
+                    timeout=600,
+                )
+                if r.status_code == 204 or r.status_code < 500:
+                    break
+                time.sleep(2 * (attempt + 1))
             if r.status_code != 204:
                 raise RuntimeError(f"write: HTTP {r.status_code} {r.text[:200]}")
     return time.monotonic() - started
