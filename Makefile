@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help deps venv influxd image test test-unit test-molecule test-faults lint format dashboards demo demo-show demo-clean bench wheel clean
+.PHONY: help deps venv influxd image test test-unit test-molecule test-faults lint format generate dashboards demo demo-show demo-clean bench wheel clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -55,6 +55,9 @@ lint: venv ## ruff, formatting, mypy, yamllint and ansible-lint (production prof
 format: venv ## apply ruff formatting and safe fixes
 	$(VENV)/bin/ruff check --fix agents dashboards tests ansible molecule scripts
 	$(VENV)/bin/ruff format agents dashboards tests ansible molecule scripts
+
+generate: venv ## rewrite what derives from the sources' declarations (role specs, defaults, docs/config, role READMEs)
+	$(PY) scripts/generate.py
 
 dashboards: venv ## regenerate the Grafana dashboards (dashboards/*.json) from dashboards/wkdash
 	$(PY) dashboards/generate.py
