@@ -71,8 +71,8 @@ demo-show: venv ## show again what landed in the running demo
 demo-clean: ## remove the demo's containers and state (keeps the cached image and influxd)
 	bash scripts/demo.sh clean
 
-bench: deps venv influxd image ## drain vs the limit, ingest, pulse, footprint, Telegraf side by side, provisioning; writes docs/benchmarks.md
-	$(PY) bench/run.py
+bench: deps venv influxd image ## drain vs the limit, ingest, pulse, footprint, Telegraf side by side, provisioning, tiers (BENCH_ARGS="telegraf tiers" for some); writes docs/benchmarks.md
+	$(PY) bench/run.py $(BENCH_ARGS)
 
 wheel: venv ## build the agent wheel into dist/
 	$(PY) -m build --wheel --outdir dist agents

@@ -73,7 +73,7 @@ for _name in SOURCES:
 
 
 def _sections(source: str, settings: dict[str, Any], tmp_path: Path) -> dict[str, Any]:
-    """What roles/wattkeeper/tasks/source.yml renders, with secret files under tmp_path."""
+    """What roles/wattkeeper/tasks/files.yml renders, with secret files under tmp_path."""
     token = tmp_path / f"{source}.token"
     token.write_text("an-agent-token-0123456789\n")
     token.chmod(0o600)
@@ -110,7 +110,7 @@ def test_rendered_config_loads_in_the_agent(source: str, tmp_path: Path) -> None
 
 
 def test_rendered_https_config_with_the_ca_loads_in_the_agent(tmp_path: Path) -> None:
-    """What source.yml renders with wattkeeper_influxdb_ca_file: [influxdb] ca_file."""
+    """What files.yml renders with wattkeeper_influxdb_ca_file: [influxdb] ca_file."""
     from support.tls import make_server_tls
 
     sections = _sections("pulse", GOOD["pulse"], tmp_path)

@@ -574,7 +574,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_role_renders_an_mqtt_section_the_agent_loads(broker: Broker, tmp_path: Path) -> None:
-    """What roles/wattkeeper/tasks/source.yml renders for [mqtt], loaded by the agent."""
+    """What roles/wattkeeper/tasks/files.yml renders for [mqtt], loaded by the agent."""
     import yaml
     from support.mosquitto import _filters
 

@@ -1,5 +1,5 @@
 """Filters that render files for the hosts: an agent's TOML config from inventory
-dictionaries, and the broker's password file."""
+dictionaries, the list of an agent's systemd units, and the broker's password file."""
 
 from __future__ import annotations
 
@@ -85,9 +85,65 @@ def mosquitto_passwd(users: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def unit_files(
+    sources: list[str], defs: dict[str, Any], simulate: bool = False
+) -> list[dict[str, Any]]:
+    """The systemd units of these sources: ``{source, src, path, tag}`` each.
+
+    Every agent has a service; a oneshot agent (``kind: oneshot``) also its timer; one that
+    declares ``report`` a report service and timer; with ``simulate``, a source that declares
+    how it is simulated also the simulator's service. The tag says what restarts when the
+    file changes (``agent:SOURCE`` or ``simulator:SOURCE``).
+    """
+    units: list[dict[str, Any]] = []
+    for source in sources:
+        d = defs[source]
+        names = [("agent.service", "")]
+        if d.get("kind") == "oneshot":
+            names.append(("agent.timer", ""))
+        if "report" in d:
+            names += [("report.service", "-report"), ("report.timer", "-report")]
+        for src, suffix in names:
+            units.append(
+                {
+                    "source": source,
+                    "src": f"{src}.j2",
+                    "path": f"/etc/systemd/system/wattkeeper-{source}{suffix}.{src.split('.')[1]}",
+                    "tag": f"agent:{source}",
+                }
+            )
+        if simulate and "simulate" in d:
+            units.append(
+                {
+                    "source": source,
+                    "src": "simulate.service.j2",
+                    "path": f"/etc/systemd/system/wattkeeper-simulate-{source}.service",
+                    "tag": f"simulator:{source}",
+                }
+            )
+    return units
+
+
+def secret_files(sources: list[str], defs: dict[str, Any]) -> list[dict[str, Any]]:
+    """The secret files these sources declare: ``{source, var, path, rotates, tag}`` each."""
+    return [
+        {
+            "source": source,
+            "var": secret["var"],
+            "path": secret["path"],
+            "rotates": bool(secret.get("rotates", False)),
+            "tag": f"agent:{source}",
+        }
+        for source in sources
+        for secret in defs[source].get("secrets") or []
+    ]
+
+
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
             "wattkeeper_toml": to_toml,
+            "wattkeeper_unit_files": unit_files,
+            "wattkeeper_secret_files": secret_files,
             "wattkeeper_mosquitto_passwd": mosquitto_passwd,
         }

@@ -22,7 +22,7 @@ AGENTS_DIR = Path(__file__).resolve().parents[3] / "agents"
 # Where the role writes secret files is the host's business; on the controller a secret is
 # only known to be given (config.inventory_check: no file is read).
 _PLACEHOLDER = "/inventory-check/secret"
-# Keys the role fills in itself when it renders a shared section (tasks/source.yml).
+# Keys the role fills in itself when it renders a shared section (tasks/files.yml).
 _ROLE_FILLED: dict[str, dict[str, Any]] = {
     "influxdb": {
         "url": "http://influxdb.invalid:8086",
