@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help deps deps-arm deps-image venv influxd container-image image test test-unit test-molecule test-arm test-image test-faults lint format dashboards demo demo-show demo-clean bench wheel clean
+.PHONY: help deps deps-arm deps-image venv influxd container-image image test test-unit test-molecule test-arm test-image test-faults lint format generate dashboards demo demo-show demo-clean bench wheel clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -77,6 +77,9 @@ format: venv ## apply ruff formatting and safe fixes
 	$(VENV)/bin/ruff check --fix agents dashboards tests ansible molecule scripts image
 	$(VENV)/bin/ruff format agents dashboards tests ansible molecule scripts image
 
+generate: venv ## rewrite what derives from the sources' declarations (role specs, defaults, docs/config, role READMEs)
+	$(PY) scripts/generate.py
+
 dashboards: venv ## regenerate the Grafana dashboards (dashboards/*.json) from dashboards/wkdash
 	$(PY) dashboards/generate.py
 
@@ -89,8 +92,8 @@ demo-show: venv ## show again what landed in the running demo
 demo-clean: ## remove the demo's containers and state (keeps the cached image and influxd)
 	bash scripts/demo.sh clean
 
-bench: deps venv influxd container-image ## drain vs the limit, ingest, pulse, footprint, Telegraf side by side, provisioning; writes docs/benchmarks.md
-	$(PY) bench/run.py
+bench: deps venv influxd container-image ## drain vs the limit, ingest, pulse, footprint, Telegraf side by side, provisioning, tiers (BENCH_ARGS="telegraf tiers" for some); writes docs/benchmarks.md
+	$(PY) bench/run.py $(BENCH_ARGS)
 
 wheel: venv ## build the agent wheel into dist/
 	$(PY) -m build --wheel --outdir dist agents

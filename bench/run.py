@@ -367,12 +367,12 @@ def bench_telegraf(tmp: Path, steady: float, outage: float) -> None:
     telegraf.run(tmp, record, steady, outage)
 
 
-def bench_provisioning() -> None:
+def bench_provisioning(connections: tuple[str, ...]) -> None:
     """The Molecule scenario's first converge and idempotent re-run (bench/provisioning.py)."""
     print("provisioning: Molecule scenario, first converge and idempotent re-run")
     import provisioning
 
-    provisioning.run(record)
+    provisioning.run(record, connections)
 
 
 # -- report ---------------------------------------------------------------------------------
@@ -434,7 +434,10 @@ NOTES = """
   converge Molecule checks for idempotence (it fails on any `changed`). Twice: through
   Ansible's podman connection (`podman exec`, which cannot pipeline), and over SSH with
   pipelining and ControlPersist as users run it (molecule/default/prepare.yml installs
-  sshd; the controller reaches it through `podman exec HOST sshd -i`, no port).
+  sshd; the controller reaches it through `podman exec HOST sshd -i`, no port);
+  `--provisioning-connections ssh` (or `podman`) runs one of the two. Every stage runs
+  with the profile_tasks callback; the outputs, with each task's seconds, are kept in
+  `~/.cache/wattkeeper/bench-provisioning/`.
 - **tiers** (bench/tiers_bench.py): three pulse channels at 200 pulses/s each (600
   points/s) lost InfluxDB for a day, or a week, while the tier tasks went on over empty
   windows; then the backlog reaches raw (written by the bench, as fast as InfluxDB takes
@@ -502,19 +505,53 @@ not already enabled and running are acted on, and facts are gathered once, on th
 InfluxDB host only, network subset only (the roles use none; an inventory may derive
 `wattkeeper_influxdb_url` from `ansible_default_ipv4`).
 
-Next, not done yet because other work is changing these files now:
+Then over SSH (pipelining, ControlPersist), profiled again before and after the second
+round of cuts. Before, the slowest tasks of the re-run were the loops that make one call
+per object: `influxdb_bucket` once per bucket (16 calls, 31.5 s), the Grafana dashboards
+copied one by one (6 calls, 28.9 s), `influxdb_task` once per downsampling task (12
+calls, 25.0 s), `influxdb_token` once per agent (4 calls, 9.3 s) and once more for the
+dashboards (6.2 s). Cut:
 
-- roles/influxdb: one module call each for the buckets, the downsampling tasks and the
-  agent tokens (`influxdb_bucket` taking `buckets: [{name, retention, description}]`,
-  one GET of the org's buckets and a POST/PATCH only for what differs; the same for
-  `influxdb_task` with one GET /api/v2/tasks and for `influxdb_token` with one GET
-  /api/v2/authorizations): 16 + 12 + 4 calls become 3, each of which also avoids
-  fetching the same lists again per item. The /health wait and the onboarding check can
-  be one call.
-- roles/wattkeeper: the per-source files (token, secrets, config, units, the simulator's
-  unit) written by one module call taking the whole list (rendered on the controller,
-  secrets in a second no_log call), returning which paths changed so that only those
-  agents restart: about 25 calls on the collector become 2.
+- roles/influxdb: `influxdb_bucket`, `influxdb_task` and `influxdb_token` also take the
+  whole list (`buckets:`, `tasks:`, `tokens:`). Each reads the organization's buckets,
+  tasks or authorizations once, compares, and writes only what differs; a bucket or
+  task of one of wattkeeper's names that someone else made is still left alone (and
+  named, one line per object, while the others are brought to their state); check mode,
+  diff and `no_log` as before. The role makes one call each (the dashboards token joins
+  the agents' tokens), and delete-buckets.yml one call for the tasks and one for the
+  buckets. On the re-run the three calls took 2.1, 2.1 and 2.9 s.
+- roles/grafana: the dashboards are written by one call of `wattkeeper_files` (a list of
+  files from content, each written atomically only when it differs): 3.0 s.
+
+| over SSH, load average about 12 (2 cores shared) | before | after |
+|---|---:|---:|
+| idempotent re-run (Molecule stage, changed=0) | 268 s | 150 s |
+| its playbook (profile_tasks' total) | 251 s | 134 s |
+| ... of which roles/influxdb | 94 s or more | 32 s |
+| ... of which roles/grafana | 45 s | 8 s |
+| ... of which roles/wattkeeper (the collector) | 40 s or more | 60 s |
+| ... of which roles/mosquitto | 29 s or more | 28 s |
+| first converge (Molecule stage) | 418 s | 458 s |
+
+(Before: the 40 slowest tasks only, hence "or more". The first converge after includes
+main's new mosquitto step that fetches the package lists, 12 s, and ran under more load:
+its influxd copy alone took 25 s against 17 s; the one-call bucket, task and token steps
+took 32 s together against 45 s. The goal of 30 s is for a machine that is not shared:
+here every remote call costs 1-5 s, so no run of 140 tasks could reach it.)
+
+What is left is one module call per task: on the collector about 60 calls (per source a
+token, a state directory, secrets, a config and units, and the install steps), on the
+server about 35. Next:
+
+- roles/wattkeeper (being restructured for issue 17): the per-source files (token,
+  secrets, config, units, the simulator's unit) written by one `wattkeeper_files` call
+  (rendered on the controller, secrets in a second call with `no_log`), returning which
+  paths changed so that only those agents restart: about 25 calls become 2.
+- roles/mosquitto: the CA, key, CSR and certificate steps (five calls on every run) only
+  when a file is missing or expires soon.
+- roles/influxdb: the tokens stored on the controller with one call (five local copies on
+  the first converge, 17 s here), and the /health wait and the onboarding probe as one
+  call.
 
 ## What was profiled and what it gained
 
@@ -659,6 +696,11 @@ def main() -> int:
     parser.add_argument("--footprint-seconds", type=float, default=300)
     parser.add_argument("--telegraf-steady-seconds", type=float, default=120)
     parser.add_argument("--telegraf-outage-seconds", type=float, default=600)
+    parser.add_argument(
+        "--provisioning-connections",
+        default="podman,ssh",
+        help="podman (exec), ssh, or both (the default)",
+    )
     parser.add_argument("--tiers-days", default="1,7", help="outages of the tiers section")
     parser.add_argument("--report", type=Path, default=ROOT / "docs" / "benchmarks.md")
     args = parser.parse_args()
@@ -686,7 +728,9 @@ def main() -> int:
                 "telegraf": lambda: bench_telegraf(
                     tmp, args.telegraf_steady_seconds, args.telegraf_outage_seconds
                 ),
-                "provisioning": bench_provisioning,
+                "provisioning": lambda: bench_provisioning(
+                    tuple(args.provisioning_connections.split(","))
+                ),
                 "tiers": lambda: bench_tiers(
                     server, [float(d) for d in args.tiers_days.split(",")]
                 ),

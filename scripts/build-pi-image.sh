@@ -108,7 +108,7 @@ Name=e*
 DHCP=yes
 EOF
 cat >"$root/etc/systemd/network/20-wireless.network" <<'EOF'
-# Wi-Fi: configure wpa_supplicant@wlan0 (see the README); the address comes by DHCP.
+# Wi-Fi: configure wpa_supplicant@wlan0 (see docs/raspberry-pi.md); the address comes by DHCP.
 [Match]
 Name=wl*
 

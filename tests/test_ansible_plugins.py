@@ -9,7 +9,6 @@ import importlib.util
 import os
 import sys
 import tomllib
-import types
 import typing
 from pathlib import Path
 from typing import Any
@@ -17,11 +16,11 @@ from typing import Any
 import pytest
 import yaml
 
-from wattkeeper.config import ConfigError, _Duration, load_config
+from wattkeeper.config import ConfigError, load_config
 from wattkeeper.registry import load_plugin, source_names
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCES = [s for s in ("octopus", "wattivahti", "pulse", "luxtronik") if s in source_names()]
+SOURCES = source_names()
 # Keys the role writes itself (secret files), never taken from the inventory.
 ROLE_SET = {"api_key_file", "refresh_token_file"}
 
@@ -38,6 +37,9 @@ def _load_filters(file: str = "wattkeeper.py", name: str = "wattkeeper_filters")
 
 
 F = _load_filters()
+FV = _load_filters("wattkeeper_validate.py", "wattkeeper_validate_filters")
+FR = _load_filters("wattkeeper_render.py", "wattkeeper_render_filters")
+FX = _load_filters("wattkeeper_verify.py", "wattkeeper_verify_filters")
 FT = _load_filters("wattkeeper_tiers.py", "wattkeeper_tier_filters")
 DEFS = yaml.safe_load((ROOT / "roles" / "wattkeeper_common" / "defaults" / "main.yml").read_text())[
     "wattkeeper_source_defs"
@@ -58,14 +60,20 @@ GOOD: dict[str, dict[str, Any]] = {
     },
     "luxtronik": {"host": "192.0.2.10", "interval": "30s", "report_time": "06:30"},
 }
+# A source without an entry here is tried with the example of its declaration.
+for _name in SOURCES:
+    GOOD.setdefault(_name, load_plugin(_name).example)
 SECRETS = {
     "wattkeeper_octopus_api_key": "sk_live_0123456789abcdef0123",
     "wattkeeper_wattivahti_refresh_token": "x" * 40,
 }
+for _name in SOURCES:
+    for _secret in DEFS[_name].get("secrets", []):
+        SECRETS.setdefault(_secret["var"], "a-secret-0123456789")
 
 
 def _sections(source: str, settings: dict[str, Any], tmp_path: Path) -> dict[str, Any]:
-    """What roles/wattkeeper/tasks/source.yml renders, with secret files under tmp_path."""
+    """What roles/wattkeeper/tasks/files.yml renders, with secret files under tmp_path."""
     token = tmp_path / f"{source}.token"
     token.write_text("an-agent-token-0123456789\n")
     token.chmod(0o600)
@@ -91,18 +99,18 @@ def _sections(source: str, settings: dict[str, Any], tmp_path: Path) -> dict[str
 
 @pytest.mark.parametrize("source", SOURCES)
 def test_rendered_config_loads_in_the_agent(source: str, tmp_path: Path) -> None:
-    text = F.to_toml(_sections(source, GOOD[source], tmp_path))
+    text = FR.to_toml(_sections(source, GOOD[source], tmp_path))
     path = tmp_path / f"{source}.toml"
     path.write_text(text)
     tomllib.loads(text)
     plugin = load_plugin(source)
     cfg = load_config(path, source, plugin.config_class, set(source_names()))
     assert cfg.influxdb.bucket == f"{source}_raw"
-    assert F.inventory_problems([source], {source: GOOD[source]}, SECRETS, DEFS) == []
+    assert FV.inventory_problems([source], {source: GOOD[source]}, SECRETS, DEFS) == []
 
 
 def test_rendered_https_config_with_the_ca_loads_in_the_agent(tmp_path: Path) -> None:
-    """What source.yml renders with wattkeeper_influxdb_ca_file: [influxdb] ca_file."""
+    """What files.yml renders with wattkeeper_influxdb_ca_file: [influxdb] ca_file."""
     from support.tls import make_server_tls
 
     sections = _sections("pulse", GOOD["pulse"], tmp_path)
@@ -110,7 +118,7 @@ def test_rendered_https_config_with_the_ca_loads_in_the_agent(tmp_path: Path) ->
         url="https://influx.home.lan:8086", ca_file=str(make_server_tls(tmp_path / "tls").ca)
     )
     path = tmp_path / "pulse.toml"
-    path.write_text(F.to_toml(sections))
+    path.write_text(FR.to_toml(sections))
     cfg = load_config(path, "pulse", load_plugin("pulse").config_class, set(source_names()))
     assert cfg.influxdb.ca_file == tmp_path / "tls" / "ca.pem"
 
@@ -119,28 +127,33 @@ def test_rendered_https_config_with_the_ca_loads_in_the_agent(tmp_path: Path) ->
 def test_simulated_config_loads_in_the_agent(source: str, tmp_path: Path) -> None:
     settings = {**GOOD[source], **DEFS[source]["simulate"]["config"]}
     path = tmp_path / f"{source}.toml"
-    path.write_text(F.to_toml(_sections(source, settings, tmp_path)))
+    path.write_text(FR.to_toml(_sections(source, settings, tmp_path)))
     load_config(path, source, load_plugin(source).config_class, set(source_names()))
 
 
 BAD = [
-    ("octopus", {}, {}, "wattkeeper_octopus.account_number is missing"),
-    ("octopus", {"account_number": "12345"}, SECRETS, "'12345' is not like A-1234ABCD"),
+    ("octopus", {}, {}, "wattkeeper_octopus.account_number: missing required key"),
+    (
+        "octopus",
+        {"account_number": "12345"},
+        SECRETS,
+        'account_number: "12345" is not an Octopus account number (like "A-1234ABCD")',
+    ),
     ("octopus", {"account_number": "A-1234ABCD"}, {}, "wattkeeper_octopus_api_key is not set"),
-    ("wattivahti", {}, SECRETS, "wattkeeper_wattivahti.metering_point is missing"),
-    ("wattivahti", {"metering_point": "12 34"}, SECRETS, "is not a metering point code"),
-    ("pulse", {}, {}, "wattkeeper_pulse.channels is missing"),
+    ("wattivahti", {}, SECRETS, "wattkeeper_wattivahti.metering_point: missing required key"),
+    ("wattivahti", {"metering_point": "12 34"}, SECRETS, "must be the metering point code"),
+    ("pulse", {}, {}, "wattkeeper_pulse.channels: missing required key"),
     (
         "pulse",
         {"channels": [{"name": "import", "pin": 99, "pulses_per_kwh": 1000}]},
         {},
-        "channels[0].pin: 99 is not a GPIO line",
+        "wattkeeper_pulse.channels[0].pin: 99 is not a GPIO line number (0-53)",
     ),
     (
         "pulse",
         {"channels": [{"name": "import", "pin": "20", "pulses_per_kwh": 1000}]},
         {},
-        "channels[0].pin: '20'",
+        "channels[0].pin: expected an integer, got '20'",
     ),
     (
         "pulse",
@@ -151,21 +164,22 @@ BAD = [
             ]
         },
         {},
-        "channels[1].pin: pin 20 is used by two channels",
+        "wattkeeper_pulse.channels[1].pin: pin 20 is used by two channels",
     ),
     (
         "pulse",
         {"channels": [{"name": "a", "pin": 20, "pulses_per_kwh": 0}]},
         {},
-        "pulses_per_kwh: 0 must be a positive",
+        "channels[0].pulses_per_kwh: must be positive (the imp/kWh on the label)",
     ),
     (
         "luxtronik",
         {"host": "192.0.2.10", "interval": "30 s"},
         {},
-        "wattkeeper_luxtronik.interval: '30 s' is not a duration",
+        'wattkeeper_luxtronik.interval: "30 s" is not a duration',
     ),
-    ("luxtronik", {}, {}, "wattkeeper_luxtronik.host is missing"),
+    ("luxtronik", {}, {}, "wattkeeper_luxtronik.host: missing required key"),
+    ("luxtronik", {"host": "192.0.2.10", "retention": "2w"}, {}, "retention: unknown key"),
 ]
 
 
@@ -173,15 +187,13 @@ BAD = [
 def test_bad_inventory_named_before_anything_is_installed(
     source: str, settings: dict[str, Any], secrets: dict[str, str], message: str
 ) -> None:
-    problems = F.inventory_problems([source], {source: settings}, secrets, DEFS)
+    problems = FV.inventory_problems([source], {source: settings}, secrets, DEFS)
     assert any(message in p for p in problems), problems
 
 
-# A missing Vault secret and the Pi's pin range are the role's own knowledge: the agent
-# sees a secret file, and any pin number a chip may have.
-AGENT_REFUSES_TOO = [
-    case for case in BAD if "is not set" not in case[3] and "pin: 99" not in case[3]
-]
+# A missing Vault secret is the role's own knowledge (the agent sees a secret file); the
+# rest is the agent's own validation, run on the controller.
+AGENT_REFUSES_TOO = [case for case in BAD if "is not set" not in case[3]]
 
 
 @pytest.mark.parametrize(("source", "settings", "secrets", "message"), AGENT_REFUSES_TOO)
@@ -190,7 +202,7 @@ def test_what_the_role_refuses_the_agent_refuses_too(
 ) -> None:
     """The early checks are no stricter than the agent (a bad inventory would exit 78)."""
     path = tmp_path / f"{source}.toml"
-    path.write_text(F.to_toml(_sections(source, settings, tmp_path)))
+    path.write_text(FR.to_toml(_sections(source, settings, tmp_path)))
     with pytest.raises(ConfigError):
         load_config(path, source, load_plugin(source).config_class, set(source_names()))
 
@@ -198,7 +210,7 @@ def test_what_the_role_refuses_the_agent_refuses_too(
 def test_simulation_needs_no_secrets_from_the_inventory() -> None:
     sources = [s for s in SOURCES if "simulate" in DEFS[s]]
     settings = {s: {k: v for k, v in GOOD[s].items()} for s in sources}
-    assert F.inventory_problems(sources, settings, {}, DEFS, True) == []
+    assert FV.inventory_problems(sources, settings, {}, DEFS, True) == []
 
 
 def _dataclass_fields(cls: type) -> dict[str, Any]:
@@ -220,15 +232,19 @@ def _all_config_classes() -> list[type]:
     return classes
 
 
-def test_duration_keys_match_the_agent() -> None:
-    found = set()
-    for cls in _all_config_classes():
-        for name, tp in _dataclass_fields(cls).items():
-            optional = typing.get_origin(tp) in (types.UnionType, typing.Union)
-            for t in typing.get_args(tp) if optional else (tp,):  # Duration | None too
-                if typing.get_origin(t) is typing.Annotated and typing.get_args(t)[1] is _Duration:
-                    found.add(name)
-    assert found == set(F.DURATION_KEYS)
+def test_one_duration_grammar() -> None:
+    """The agent, the tiers and the inventory read the same durations ("2w" included)."""
+    from wattkeeper.config import format_duration, parse_duration
+    from wattkeeper.downsample import duration_seconds
+
+    assert parse_duration("2w") == duration_seconds("2w") == 14 * 86400
+    assert parse_duration("1h30m") == 5400
+    for seconds in (0.005, 1.0, 90.0, 3600.0, 604800.0, 5400.0):
+        assert parse_duration(format_duration(seconds)) == seconds
+    problems = FV.inventory_problems(
+        ["luxtronik"], {"luxtronik": {"host": "h", "min_spacing": "2w"}}, {}, DEFS
+    )
+    assert problems == []
 
 
 @pytest.mark.parametrize("source", SOURCES)
@@ -341,9 +357,9 @@ def test_verify_tier_says_whether_a_tier_is_complete_and_what_to_do() -> None:
     assert "redo-tiers.yml" in nxt
 
 
-def test_landed_sources_skip_missing_modules() -> None:
-    assert F.landed_sources(["pulse", "nosuchsource"]) == ["pulse"]
-    simulated = F.landed_sources(["pulse", "luxtronik", "octopus"], True)
+def test_deployable_sources_skip_missing_modules() -> None:
+    assert F.deployable_sources(["pulse", "nosuchsource"]) == ["pulse"]
+    simulated = F.deployable_sources(["pulse", "luxtronik", "octopus"], True)
     assert {"pulse", "luxtronik"} <= set(simulated)
     octopus_sim = (ROOT / "agents/wattkeeper/simulate/octopus").exists() or (
         ROOT / "agents/wattkeeper/simulate/octopus.py"
@@ -356,19 +372,19 @@ def test_buffer_stats_parse() -> None:
         "buffer  /x\npending         3 points (120 bytes)\ndead-lettered   1 points\n"
         "oldest age      42s\npoints_written  10\n"
     )
-    assert F.buffer_stats(out) == {
+    assert FX.buffer_stats(out) == {
         "pending": 3,
         "dead_lettered": 1,
         "oldest_age": 42.0,
         "points_written": 10,
     }
-    assert F.buffer_stats("oldest age      -\n")["oldest_age"] is None
+    assert FX.buffer_stats("oldest age      -\n")["oldest_age"] is None
 
 
 def test_no_secret_reaches_the_toml_through_a_typo() -> None:
     # null values are refused loudly rather than written as an empty string
     with pytest.raises(Exception, match="null has no TOML form"):
-        F.to_toml({"agent": {"log_level": [None]}})
+        FR.to_toml({"agent": {"log_level": [None]}})
     assert os.sep  # keep the import used on every platform
 
 
@@ -472,3 +488,22 @@ def test_binary_and_apt_serve_tls_from_the_given_files() -> None:
     assert "Environment=INFLUXD_TLS_CERT=/etc/influxdb2/tls/server.crt" in with_tls
     assert "Environment=INFLUXD_TLS_KEY=/etc/influxdb2/tls/server.key" in with_tls
     assert not any("TLS" in line for line in _render_unit_env(""))
+
+
+@pytest.mark.parametrize(
+    ("given", "meant"),
+    [("seed000", "power-numeric"), ("seed001", "energy-consumption"), ("power-numeric", None)],
+)
+def test_schema_names_say_what_they_are_and_the_old_ones_still_work(
+    given: str, meant: str | None, tmp_path: Path
+) -> None:
+    from wattkeeper.config import inventory_check, load_section
+
+    with inventory_check():
+        section = load_section(
+            {"account_number": "A-1234ABCD", "api_key_file": "/k", "schema": given},
+            load_plugin("octopus").config_class,
+            "octopus",
+            tmp_path / "octopus.toml",
+        )
+    assert section.schema == (meant or given)

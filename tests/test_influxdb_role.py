@@ -8,6 +8,7 @@ idempotence and delete-buckets.yml next to the user's own objects: molecule/byo.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -63,8 +64,13 @@ def _site(inventory: Path, *extra: str) -> subprocess.CompletedProcess[str]:
 
 
 def _errors(stdout: str) -> list[str]:
-    """The one-line messages of the failed tasks (Ansible's "[ERROR]: Task failed" lines)."""
-    return re.findall(r"^\[ERROR\]: Task failed: Module failed: (.*)$", stdout, re.M)
+    """The messages of the failed tasks (Ansible's "[ERROR]: Task failed" blocks), one per
+    line: a call that takes a list (the buckets) names each one it could not make on a line
+    of its own."""
+    found = re.findall(
+        r"^\[ERROR\]: Task failed: Module failed: (.*?)\nOrigin:", stdout, re.M | re.S
+    )
+    return [line for message in found for line in message.splitlines()]
 
 
 def _bucket(server: InfluxServer, org_id: str, name: str) -> dict[str, Any] | None:
@@ -162,3 +168,103 @@ def test_an_unknown_organization_is_named_with_the_ones_there_are(
         "the token cannot see it; the token sees: "
     ) in res.stdout
     assert "'home'" in res.stdout and "(set wattkeeper_influxdb_org;" in res.stdout
+
+
+def test_list_calls_write_only_what_differs_and_leave_foreign_objects(
+    influx_tls: InfluxServer, tmp_path: Path
+) -> None:
+    """The role's one call per kind (buckets, tasks, tokens): a second call with nothing to
+    change changes nothing and shows no token; check mode writes nothing; a bucket of one
+    of the names that the user made is left alone, also by state=absent."""
+    assert influx_tls.tls is not None
+    org, org_id = _org(influx_tls)
+    influx_tls.api(
+        "POST",
+        "/api/v2/buckets",
+        json={"orgID": org_id, "name": "x_1h", "description": "mine", "retentionRules": []},
+    )
+    conn = {
+        "url": f"https://localhost:{influx_tls.port}",
+        "ca_path": str(influx_tls.tls.ca),
+        "token": influx_tls.token,
+        "org": org,
+    }
+    buckets = [
+        {"name": "a_raw", "retention": "30d", "description": "wattkeeper a, tier raw"},
+        {"name": "a_1h", "description": "wattkeeper a, tier 1h"},
+    ]
+    flux = (
+        'option task = {name: "wattkeeper_a_1h", every: 1h}\n'
+        'from(bucket: "a_raw") |> range(start: -task.every) |> to(bucket: "a_1h")'
+    )
+    tasks = [{"name": "wattkeeper_a_1h", "flux": flux, "description": "wattkeeper a"}]
+    tokens = [
+        {
+            "description": "wattkeeper agent a",
+            "permissions": [{"action": "write", "bucket": "a_raw"}],
+        },
+        {
+            "description": "wattkeeper dashboards",
+            "permissions": [{"action": "read", "bucket": "a_1h"}],
+        },
+    ]
+    steps: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
+        ("b1", {"influxdb_bucket": {**conn, "buckets": buckets}}, {}),
+        ("b2", {"influxdb_bucket": {**conn, "buckets": buckets}}, {}),
+        ("b3", {"influxdb_bucket": {**conn, "buckets": [{**buckets[0], "retention": "7d"}]}},
+         {"check_mode": True, "diff": True}),
+        ("b4", {"influxdb_bucket": {**conn, "buckets": [{"name": "a_1h"}, {"name": "x_1h"}],
+                                    "state": "absent"}}, {"check_mode": True}),
+        ("t1", {"influxdb_task": {**conn, "tasks": tasks}}, {}),
+        ("t2", {"influxdb_task": {**conn, "tasks": tasks}}, {}),
+        ("k1", {"influxdb_token": {**conn, "tokens": tokens}}, {}),
+        ("k2", {"influxdb_token": {**conn, "tokens": tokens}}, {}),
+    ]  # fmt: skip
+    out = tmp_path / "results.json"
+    dump = "{{ {" + ", ".join(f"'{n}': {n}" for n, *_ in steps) + "} | to_json }}"
+    play = [
+        {
+            "hosts": "localhost",
+            "gather_facts": False,
+            "tasks": [
+                *({"name": n, **call, **opts, "register": n} for n, call, opts in steps),
+                {
+                    "name": "results",
+                    "ansible.builtin.copy": {
+                        "dest": str(out),
+                        "content": dump,
+                    },
+                },
+            ],
+        }
+    ]
+    (tmp_path / "play.yml").write_text(yaml.safe_dump(play))
+    (tmp_path / "inventory.ini").write_text(
+        f"localhost ansible_connection=local ansible_python_interpreter={sys.executable}\n"
+    )
+    res = subprocess.run(
+        [str(PLAYBOOK_BIN), "-i", str(tmp_path / "inventory.ini"), str(tmp_path / "play.yml")],
+        cwd=ROOT,
+        env={**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    r = json.loads(out.read_text())
+    assert [x["changed"] for x in r["b1"]["buckets"]] == [True, True]
+    assert not r["b2"]["changed"]
+    assert [x["bucket"]["id"] for x in r["b2"]["buckets"]] == [
+        x["bucket"]["id"] for x in r["b1"]["buckets"]
+    ]
+    assert r["b3"]["changed"] and r["b3"]["diff"][0]["after"]["retention_seconds"] == 7 * 86400
+    a_raw = _bucket(influx_tls, org_id, "a_raw")
+    assert a_raw is not None and a_raw["retentionRules"][0]["everySeconds"] == 30 * 86400
+    assert [x.get("skipped_foreign", False) for x in r["b4"]["buckets"]] == [False, True]
+    assert r["b4"]["buckets"][0]["changed"] and _bucket(influx_tls, org_id, "a_1h") is not None
+    assert "x_1h" in " ".join(r["b4"]["warnings"])
+    assert [x["changed"] for x in r["t1"]["tasks"]] == [True] and not r["t2"]["changed"]
+    assert [x["description"] for x in r["k1"]["tokens"]] == [t["description"] for t in tokens]
+    assert all(x["created"] and len(x["token"]) >= 20 for x in r["k1"]["tokens"])
+    assert not r["k2"]["changed"] and not any("token" in x for x in r["k2"]["tokens"])
+    assert [x["id"] for x in r["k2"]["tokens"]] == [x["id"] for x in r["k1"]["tokens"]]

@@ -574,7 +574,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_role_renders_an_mqtt_section_the_agent_loads(broker: Broker, tmp_path: Path) -> None:
-    """What roles/wattkeeper/tasks/source.yml renders for [mqtt], loaded by the agent."""
+    """What roles/wattkeeper/tasks/files.yml renders for [mqtt], loaded by the agent."""
     import yaml
     from support.mosquitto import _filters
 
@@ -597,10 +597,13 @@ def test_role_renders_an_mqtt_section_the_agent_loads(broker: Broker, tmp_path: 
     role_set = {"password_file", "ca_file", "sensors"}  # variables of their own
     keys = {fl.name for fl in dataclasses.fields(MqttSection) if fl.init}
     assert set(options) == keys - role_set
-    problems = f.inventory_problems([], {"mqtt": {"url": "tcp://x"}}, {}, {})
-    assert problems == ["wattkeeper_mqtt.url: 'tcp://x' is not like mqtt://HOST:1883 or "
-                        "mqtts://HOST:8883"]  # fmt: skip
-    problems = f.inventory_problems(
+    validate = _filters("wattkeeper_validate.py")
+    problems = validate.inventory_problems([], {"mqtt": {"url": "tcp://x"}}, {}, {})
+    assert problems == [
+        'wattkeeper_mqtt.url: "tcp://x" is not like mqtt://HOST:1883 or mqtts://HOST:8883 '
+        "(credentials go in username and wattkeeper_mqtt_password, not in the URL)"
+    ]
+    problems = validate.inventory_problems(
         [], {"mqtt": {"url": "mqtt://x"}}, {"wattkeeper_mqtt_password": "p"}, {}
     )
-    assert problems == ["wattkeeper_mqtt.username is missing (wattkeeper_mqtt_password needs it)"]
+    assert problems == ["wattkeeper_mqtt.username: missing (wattkeeper_mqtt_password needs it)"]

@@ -30,7 +30,7 @@ from support.agentproc import wait_for
 from support.influxd import InfluxServer
 from support.netfault import BlackholeProxy
 from support.simproc import simulator_processes, start_simulator
-from support.tiers import TIERS, Tiers, floor, parse_time
+from support.tiers import TIERS, V1_PULSE_1M, Tiers, floor, parse_time
 from test_pulse import THREE, Sim, pulse_config, wait_counts
 
 from wattkeeper.downsample import Rollup, check_query, duration_seconds
@@ -192,7 +192,9 @@ def test_points_delivered_two_days_late_reach_every_tier(
     tiers.run_all(soon())  # up to date: the checkpoints say now
     proxy = BlackholeProxy(influx.port)
     proxy.cut()
-    start = floor(datetime.now(UTC) - timedelta(days=2), 3600) + timedelta(hours=18)
+    # Noon two days ago: the household day has all three channels busy then (at night
+    # only import counts, and too few pulses to compare windows).
+    start = floor(datetime.now(UTC) - timedelta(days=2), 86400) + timedelta(hours=12)
     sim = replay(pulse_sim, start, 20, 300)
     cfg = pulse_config(
         tmp_path,
@@ -404,29 +406,6 @@ def test_a_late_point_changes_the_window_it_lands_in(influx: InfluxServer, tmp_p
     assert_exact(tiers, t0, t0 + HOUR)
 
 
-# What the previous version installed as wattkeeper_SOURCE_1m (for pulse): the last three
-# windows, every minute, nothing else.
-V1_PULSE_1M = """import "date"
-import "types"
-
-option task = {name: "NAME", every: 1m, offset: 30s}
-
-stop = date.truncate(t: now(), unit: 1m)
-start = date.sub(d: 3m, from: stop)
-
-data = from(bucket: "SRC")
-    |> range(start: start, stop: stop)
-r0_mean = data
-    |> filter(fn: (r) => r._measurement == "pulse" and (r._field == "power_w"))
-    |> aggregateWindow(every: 1m, fn: mean, createEmpty: false, timeSrc: "_start")
-r0_sum = data
-    |> filter(fn: (r) => r._measurement == "pulse" and (r._field == "energy_wh" or r._field == "pulses"))
-    |> aggregateWindow(every: 1m, fn: sum, createEmpty: false, timeSrc: "_start")
-union(tables: [r0_mean, r0_sum])
-    |> to(bucket: "DST", org: "ORG")
-"""  # noqa: E501
-
-
 def influxdb_task_module(server: InfluxServer, name: str, flux: str) -> str:
     """The role's own module, as api.yml calls it; returns CHANGED or SUCCESS."""
     args = {"url": server.url, "token": server.token, "org": server.org, "name": name}
@@ -461,7 +440,10 @@ def test_tasks_of_the_previous_version_are_converted_in_place(
         .replace("ORG", influx.org)
     )
     task_id = tiers.ids["1m"]
-    influx.api("PATCH", f"/api/v2/tasks/{task_id}", json={"flux": old})
+    # As the previous version's role left it: its Flux, and the description that marks it
+    # as wattkeeper's (the module changes no task without it).
+    described = f"wattkeeper: {tiers.raw} -> {one.dst_bucket} every 1m"
+    influx.api("PATCH", f"/api/v2/tasks/{task_id}", json={"flux": old, "description": described})
     t0 = floor(datetime.now(UTC), 60) - 2 * HOUR
     influx.write(tiers.raw, pulse_lines(t0, t0 + 2 * HOUR))
     # The old task ran now and then (each run covered three minutes): gaps in between.

@@ -397,7 +397,7 @@ def test_missing_expired_or_spent_token_exits_78_naming_the_file(
     s = make_setup(tmp_path, target, simulator, "--refresh-token-lifetime", "1s", token=False)
     r = run_once(s)
     assert r.returncode == 78
-    assert str(s.token_file) in r.stderr and "wattkeeper wattivahti login -c" in r.stderr
+    assert str(s.token_file) in r.stderr and "wattkeeper login wattivahti -c" in r.stderr
     assert "Traceback" not in r.stderr
 
     s.token_file.write_text("rt-unknown\n")

@@ -142,7 +142,7 @@ def test_transient_invalid_grant_is_retried_then_alerted_only_after_the_threshol
     r = run_once(s)
     assert r.returncode == 78, r.stderr
     assert "AADB2C90090" in r.stderr and "is malformed" in r.stderr
-    assert str(s.token_file) in r.stderr and "wattivahti login" in r.stderr
+    assert str(s.token_file) in r.stderr and "login wattivahti" in r.stderr
 
 
 # -- item 8: never ask about the future -------------------------------------------------

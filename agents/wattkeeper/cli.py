@@ -24,6 +24,7 @@ from wattkeeper.registry import (
     simulator_names,
     source_names,
 )
+from wattkeeper.verbs import canonical_argv
 
 log = logging.getLogger("wattkeeper")
 
@@ -194,7 +195,7 @@ def build_parser(with_source_commands: bool = True) -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    argv = canonical_argv(sys.argv[1:] if argv is None else argv, source_names())
     first = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(with_source_commands=first not in CORE_COMMANDS)
     args = parser.parse_args(argv)

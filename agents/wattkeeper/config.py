@@ -8,6 +8,8 @@ one more dataclass, without touching this module.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import re
 import socket
@@ -16,6 +18,7 @@ import stat
 import tomllib
 import types
 import typing
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar, get_args, get_origin, get_type_hints
@@ -47,8 +50,10 @@ class _ByteSize:
 Duration = Annotated[float, _Duration]
 ByteSize = Annotated[int, _ByteSize]
 
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
-_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+# The one duration grammar of the project (agent files, inventory, simulators, tiers):
+# numbers with units, largest first or not, e.g. "250ms", "30s", "5m", "1h30m", "2w".
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|KiB|MiB|GiB)?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {
     "b": 1,
@@ -76,6 +81,18 @@ def parse_duration(text: str) -> float:
     return total
 
 
+def format_duration(seconds: float) -> str:
+    """Seconds as parse_duration reads them back, in the largest whole unit: 3600 -> "1h"."""
+    if seconds == 0:
+        return "0s"
+    for unit in ("w", "d", "h", "m", "s"):
+        size = _DURATION_UNITS[unit]
+        if seconds >= size and (seconds / size).is_integer():
+            return f"{int(seconds / size)}{unit}"
+    ms = seconds * 1000
+    return f"{int(ms)}ms" if float(ms).is_integer() else f"{seconds}s"
+
+
 def parse_size(value: str | int) -> int:
     """Parse "64MB", "1GiB" or a plain integer into bytes."""
     if isinstance(value, int):
@@ -86,8 +103,26 @@ def parse_size(value: str | int) -> int:
     return int(float(m.group(1)) * _SIZE_UNITS[(m.group(2) or "B").lower()])
 
 
+_INVENTORY_CHECK: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "inventory_check", default=False
+)
+
+
+@contextlib.contextmanager
+def inventory_check() -> Iterator[None]:
+    """Validate sections without touching the files they name: the role checks an
+    inventory on the controller, where the secret and CA files of the host do not exist."""
+    token = _INVENTORY_CHECK.set(True)
+    try:
+        yield
+    finally:
+        _INVENTORY_CHECK.reset(token)
+
+
 def read_secret_file(path: Path, key: str, file: Path | str) -> str:
     """Read a secret from a file that only its owner may read (mode 0600)."""
+    if _INVENTORY_CHECK.get():
+        return "(a secret, checked on the host)"
     try:
         st = path.stat()
     except FileNotFoundError:
@@ -117,6 +152,8 @@ def check_ca_file(path: Path, url: str, key: str, file: Path | str) -> None:
     mistake here would otherwise only show as failed deliveries."""
     if not url.startswith("https://"):
         raise ConfigError(key, file, f'is set but the URL "{url}" is not https://')
+    if _INVENTORY_CHECK.get():
+        return
     try:
         ssl.create_default_context(cafile=str(path))
     except FileNotFoundError:
@@ -136,10 +173,13 @@ def check_ca_file(path: Path, url: str, key: str, file: Path | str) -> None:
 class AgentSection:
     """[agent]: how the agent itself behaves."""
 
+    # Least severe message logged.
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     # "auto" logs to journald when its socket exists, otherwise to stderr.
     log_target: Literal["auto", "journal", "stderr"] = "auto"
+    # The host tag of the agent's own metrics and alerts (default: the hostname).
     host: str = field(default_factory=socket.gethostname)
+    # How often the agent writes its own metrics (wattkeeper_agent measurement).
     metrics_interval: Duration = 60.0
     # How long SIGTERM (or --once) may spend delivering what is buffered before exiting.
     flush_timeout: Duration = 10.0
@@ -160,23 +200,32 @@ class AgentSection:
 class InfluxSection:
     """[influxdb]: where readings go."""
 
+    # InfluxDB's base URL, http(s)://HOST:8086.
     url: str
+    # The InfluxDB organization.
     org: str
+    # The bucket readings are written to (the source's raw bucket).
     bucket: str
+    # File holding the agent's InfluxDB token (mode 0600).
     token_file: Path | None = None
+    # The token itself, instead of token_file (tests only).
     token: str | None = None
     # https: the CA certificate(s) (PEM) that signed the server's certificate; unset, the
     # system's CAs. Verification is never switched off.
     ca_file: Path | None = None
+    # Timeout of one write or query.
     timeout: Duration = 10.0
+    # Points per write (InfluxDB's own recommendation is at most 5000).
     batch_size: int = 5000
     # A batch is also cut at this many bytes of line protocol (wide Luxtronik points).
     batch_bytes: ByteSize = 8_000_000
+    # Compress writes (line protocol shrinks about tenfold).
     gzip: bool = True
     # Exponential backoff with jitter between failed deliveries. The ceiling is short so that
     # a backlog starts to drain soon after InfluxDB is back (Telegraf retries at every 10 s
     # flush); a refused or failed attempt costs little, and a Retry-After is still honoured.
     retry_initial: Duration = 1.0
+    # The longest wait between two delivery attempts.
     retry_max: Duration = 30.0
     # Points delivered longer than this after their reading time get a late marker, so
     # the downsampling tasks re-aggregate their windows; keep it below the tasks' offset
@@ -207,8 +256,11 @@ class InfluxSection:
 class BufferSection:
     """[buffer]: the local SQLite file that holds every reading until InfluxDB has it."""
 
+    # The SQLite file (default: /var/lib/wattkeeper/SOURCE/buffer.sqlite).
     path: Path | None = None
+    # The most undelivered points kept; beyond it the oldest go (and are counted).
     max_rows: int = 2_000_000
+    # The most bytes of undelivered points kept, like max_rows.
     max_bytes: ByteSize = 512 * 1000**2
     # "full" fsyncs every commit (survives power loss); "normal" survives process crashes only.
     synchronous: Literal["full", "normal"] = "full"
@@ -226,10 +278,13 @@ class BufferSection:
 class AlertsSection:
     """[alerts]: optional Slack incoming webhook."""
 
+    # File holding the Slack incoming-webhook URL (mode 0600); unset: no alerts.
     slack_webhook_url_file: Path | None = None
+    # The webhook URL itself, instead of the file (tests only).
     slack_webhook_url: str | None = None
     # At most one alert of each kind per this period.
     min_interval: Duration = 3600.0
+    # Timeout of one webhook call.
     timeout: Duration = 5.0
 
     def validate(self, where: str, file: Path) -> None:
@@ -252,7 +307,9 @@ class MqttSection:
 
     # mqtt://HOST[:1883], or mqtts://HOST[:8883] for TLS with the broker's certificate verified.
     url: str = ""
+    # User at the broker.
     username: str | None = None
+    # File holding the broker password (mode 0600).
     password_file: Path | None = None
     # CA certificate(s) the broker's certificate is checked against (default: the system's).
     ca_file: Path | None = None
@@ -264,6 +321,7 @@ class MqttSection:
     discovery_prefix: str = "homeassistant"
     # At most one state message per sensor this often; the newest value wins.
     interval: Duration = 5.0
+    # MQTT keepalive: the broker drops the agent after 1.5 times this without a packet.
     keepalive: Duration = 60.0
     # Values outside the source's default set to publish too, by field name (Luxtronik).
     sensors: list[str] = field(default_factory=list)
@@ -294,7 +352,7 @@ class MqttSection:
         if self.ca_file is not None:
             if not self.tls:
                 raise ConfigError(f"{where}.ca_file", file, "needs an mqtts:// url")
-            if not self.ca_file.is_file():
+            if not self.ca_file.is_file() and not _INVENTORY_CHECK.get():
                 raise ConfigError(f"{where}.ca_file", file, f"{self.ca_file} does not exist")
         for key in ("topic_prefix", "discovery_prefix"):
             value = getattr(self, key)

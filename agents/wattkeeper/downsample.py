@@ -22,6 +22,8 @@ import string
 from dataclasses import dataclass, field
 from importlib import resources
 
+from wattkeeper.config import parse_duration
+
 AGGREGATES = ("sum", "mean", "last", "max", "min", "count")
 _DURATION = re.compile(r"^\d+(ms|s|m|h|d|w)$")
 
@@ -275,14 +277,9 @@ def task_flux(
     ).flux()
 
 
-_UNIT_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
 def duration_seconds(d: str) -> float:
-    """Seconds of a simple duration literal (``1m``, ``7d``)."""
-    m = re.match(r"^(\d+)(ms|s|m|h|d|w)$", _check_duration(d))
-    assert m is not None
-    return int(m.group(1)) * _UNIT_S[m.group(2)]
+    """Seconds of a simple duration literal (``1m``, ``7d``): the agent's own grammar."""
+    return parse_duration(_check_duration(d))
 
 
 def default_chunk(every: str) -> str:

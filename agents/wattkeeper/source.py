@@ -19,7 +19,7 @@ import argparse
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from wattkeeper.downsample import Rollup
 from wattkeeper.point import Point
@@ -120,15 +120,87 @@ class StreamingSource(Source, Protocol):
 
 
 @dataclass(frozen=True)
+class Secret:
+    """A config key naming a secret file, which the role writes from a Vault variable
+    (``wattkeeper_SOURCE_KEY`` without ``_file``), mode 0600, owned by the agent's user."""
+
+    key: str
+    # Where the role writes it on the host.
+    path: str
+    # One line for the variable's documentation (what the secret is, where to get it).
+    help: str
+    # The agent renews the file itself (a rotating refresh token): the role only seeds it,
+    # so a re-run never puts back a stale value.
+    rotates: bool = False
+
+
+@dataclass(frozen=True)
+class Timer:
+    """A systemd timer's schedule (OnCalendar=, RandomizedDelaySec=)."""
+
+    on_calendar: str = "hourly"
+    randomized_delay: str = "15min"
+
+
+@dataclass(frozen=True)
+class Report:
+    """A second command of the source on a daily timer (CSV roll-ups)."""
+
+    # The arguments after `wattkeeper` (then `-c FILE`).
+    args: str
+    # The config key holding the time of day (HH:MM) it runs at, and its default.
+    time_key: str
+    time_default: str
+
+
+@dataclass(frozen=True)
+class Simulated:
+    """How `wattkeeper simulate SOURCE` stands in for the source (demo, tests)."""
+
+    port: int
+    # Extra command-line flags of the simulator.
+    args: Sequence[str] = ()
+    # Keys of the [SOURCE] section that point the agent at the simulator.
+    config: dict[str, Any] = field(default_factory=dict)
+    # Secret values the simulator accepts, by config key of the secret file.
+    secrets: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Unit:
+    """The systemd shape of the agent: the role derives its units from this."""
+
+    # "daemon" runs forever (Type=notify); "oneshot" is started by ``timer``.
+    kind: Literal["daemon", "oneshot"] = "daemon"
+    timer: Timer | None = None
+    report: Report | None = None
+    # pip extras of the wattkeeper package the source needs.
+    extras: Sequence[str] = ()
+    # Supplementary groups and device nodes (DeviceAllow=) of the unit.
+    groups: Sequence[str] = ()
+    devices: Sequence[str] = ()
+    # The agent also reads its own raw bucket (sync and backfill checks).
+    token_read: bool = False
+
+
+@dataclass(frozen=True)
 class SourcePlugin:
-    """How the CLI and runner find a source: its name, config section and factory."""
+    """A source, declared once: its name, config section, factory, systemd shape, secrets,
+    roll-ups, simulator and live view. The role's argument specs, defaults, validation
+    and table of sources, and the docs' settings tables, are derived from it
+    (scripts/generate.py); see docs/adding-a-source.md."""
 
     name: str
     config_class: type | None
     factory: Callable[[SourceContext], Source]
     streaming: bool = False
-    # The systemd shape: "daemon" runs forever; "oneshot" is started by a timer.
-    kind: str = "daemon"
+    unit: Unit = field(default_factory=Unit)
+    secrets: Sequence[Secret] = ()
+    # Present when `wattkeeper simulate NAME` exists (wattkeeper.simulate.NAME).
+    simulated: Simulated | None = None
+    # The required keys of a working [NAME] section, with example values: the docs' sample
+    # config and the role's examples show them.
+    example: dict[str, Any] = field(default_factory=dict)
     # Extra subcommands (sync ranges, reports, migrations): called with the top-level
     # subparsers; each added parser sets ``func`` taking the parsed args, returning an exit code.
     add_commands: Callable[[argparse._SubParsersAction[Any]], None] | None = None
@@ -143,3 +215,8 @@ class SourcePlugin:
     sensors: Sequence[Sensor] = ()
     # A field outside ``sensors`` that a user named in [mqtt] sensors, described (or None).
     describe_sensor: Callable[[str], Sensor | None] | None = None
+
+    @property
+    def kind(self) -> str:
+        """The systemd shape: "daemon" runs forever; "oneshot" is started by a timer."""
+        return self.unit.kind

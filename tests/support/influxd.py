@@ -9,6 +9,8 @@ role's unit sets them (INFLUXD_TLS_CERT, INFLUXD_TLS_KEY).
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 import shutil
 import signal
@@ -51,6 +53,17 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
+
+
+def csv_rows(text: str) -> list[dict[str, str]]:
+    """The rows of a Flux query's CSV answer (one block per result table), as dicts."""
+    rows: list[dict[str, str]] = []
+    for block in text.replace("\r\n", "\n").split("\n\n"):
+        if block.strip():
+            rows.extend(
+                {k: v for k, v in row.items() if k} for row in csv.DictReader(io.StringIO(block))
+            )
+    return rows
 
 
 @dataclass
@@ -190,8 +203,6 @@ class InfluxServer:
 
     def query(self, flux: str) -> list[dict[str, str]]:
         """Flux query; rows as dicts (all tables concatenated)."""
-        import csv
-        import io
 
         r = self.api(
             "POST",
@@ -199,14 +210,7 @@ class InfluxServer:
             params={"org": self.org},
             json={"query": flux, "dialect": {"annotations": [], "header": True}},
         )
-        rows: list[dict[str, str]] = []
-        for block in r.text.replace("\r\n", "\n").split("\n\n"):
-            if block.strip():
-                rows.extend(
-                    {k: v for k, v in row.items() if k}
-                    for row in csv.DictReader(io.StringIO(block))
-                )
-        return rows
+        return csv_rows(r.text)
 
     def write(self, bucket: str, lines: list[str]) -> None:
         self.api(

@@ -31,10 +31,11 @@ USER = "wattkeeper"
 PASSWORD = "mqtt-test-password-0123"
 
 
-def _filters() -> Any:
-    name = "wattkeeper_filters_for_mosquitto"
+def _filters(file: str = "wattkeeper_render.py") -> Any:
+    """One of the role's filter files, loaded by path."""
+    name = f"wattkeeper_filters_for_mosquitto_{file.removesuffix('.py')}"
     if name not in sys.modules:
-        path = Path(__file__).resolve().parents[2] / "ansible/plugins/filter/wattkeeper.py"
+        path = Path(__file__).resolve().parents[2] / "ansible/plugins/filter" / file
         spec = importlib.util.spec_from_file_location(name, path)
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)

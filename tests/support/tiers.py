@@ -9,8 +9,6 @@ aggregates recomputed from raw.
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import time
 from dataclasses import dataclass, field
@@ -19,7 +17,7 @@ from typing import Any
 
 import requests
 
-from support.influxd import InfluxServer
+from support.influxd import InfluxServer, csv_rows
 from wattkeeper.downsample import (
     CHECKPOINT,
     INTERNAL_MEASUREMENTS,
@@ -49,6 +47,29 @@ def parse_time(text: str) -> datetime:
 def floor(t: datetime, seconds: float) -> datetime:
     s = int(seconds)
     return datetime.fromtimestamp(int(t.timestamp()) // s * s, UTC)
+
+
+# What the previous version installed as wattkeeper_SOURCE_1m (for pulse): the last three
+# windows, every minute, nothing else.
+V1_PULSE_1M = """import "date"
+import "types"
+
+option task = {name: "NAME", every: 1m, offset: 30s}
+
+stop = date.truncate(t: now(), unit: 1m)
+start = date.sub(d: 3m, from: stop)
+
+data = from(bucket: "SRC")
+    |> range(start: start, stop: stop)
+r0_mean = data
+    |> filter(fn: (r) => r._measurement == "pulse" and (r._field == "power_w"))
+    |> aggregateWindow(every: 1m, fn: mean, createEmpty: false, timeSrc: "_start")
+r0_sum = data
+    |> filter(fn: (r) => r._measurement == "pulse" and (r._field == "energy_wh" or r._field == "pulses"))
+    |> aggregateWindow(every: 1m, fn: sum, createEmpty: false, timeSrc: "_start")
+union(tables: [r0_mean, r0_sum])
+    |> to(bucket: "DST", org: "ORG")
+"""  # noqa: E501
 
 
 @dataclass
@@ -106,8 +127,12 @@ class Tiers:
             flux = t.flux()
             if not scheduled:
                 flux = flux.replace(f"every: {t.every}, offset:", "every: 1000d, offset:", 1)
+            # Described as the role describes its tasks (it changes only tasks so described).
+            about = f"wattkeeper: {prefix}_raw -> {t.dst_bucket} every {t.every}"
             created = server.api(
-                "POST", "/api/v2/tasks", json={"orgID": server.org_id, "flux": flux}
+                "POST",
+                "/api/v2/tasks",
+                json={"orgID": server.org_id, "flux": flux, "description": about},
             ).json()
             ids[t.every] = str(created["id"])
         return cls(server, f"{prefix}_raw", list(rollups), tasks, ids)
@@ -220,14 +245,7 @@ class Tiers:
         )
         if r.status_code != 200:
             raise RuntimeError(f"query: HTTP {r.status_code} {r.text[:300]}")
-        rows: list[dict[str, str]] = []
-        for block in r.text.replace("\r\n", "\n").split("\n\n"):
-            if block.strip():
-                rows.extend(
-                    {k: v for k, v in row.items() if k}
-                    for row in csv.DictReader(io.StringIO(block))
-                )
-        return rows
+        return csv_rows(r.text)
 
     def values(self, bucket: str, start: datetime, stop: datetime) -> dict[tuple[Any, ...], float]:
         internal = " and ".join(f'r._measurement != "{m}"' for m in INTERNAL_MEASUREMENTS)

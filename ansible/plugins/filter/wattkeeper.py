@@ -1,22 +1,18 @@
-"""Filters for the wattkeeper roles.
+"""Filters for the wattkeeper roles: the plan (what should exist on InfluxDB and which
+sources a host deploys) and the check of the server's buckets against it.
 
 ``wattkeeper_task_flux`` builds the downsampling Flux with the agent package's own
 generator (agents/wattkeeper/downsample.py) and each source's declared roll-ups, so the
 aggregate of every field is written down in exactly one place: next to the source.
-``wattkeeper_toml`` renders an agent's config file from inventory dictionaries.
+The other jobs have files of their own: wattkeeper_validate.py (the inventory, by the
+agent's own code), wattkeeper_verify.py (parsing what verify.yml reads), wattkeeper_render.py
+(agent config files, the broker's password file) and wattkeeper_tiers.py.
 """
 
 from __future__ import annotations
 
-import base64
-import csv
-import hashlib
 import importlib
 import importlib.util
-import io
-import json
-import math
-import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -24,7 +20,6 @@ from typing import Any
 from ansible.errors import AnsibleFilterError
 
 AGENTS_DIR = Path(__file__).resolve().parents[3] / "agents"
-_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
 def _import(module: str) -> Any:
@@ -81,7 +76,7 @@ def _in_package(kind: str, name: str) -> bool:
     return (base / f"{name}.py").exists() or (base / name / "__init__.py").exists()
 
 
-def landed_sources(candidates: list[str], simulate: bool = False) -> list[str]:
+def deployable_sources(candidates: list[str], simulate: bool = False) -> list[str]:
     """Those of ``candidates`` whose module exists in the agent package being deployed
     (and, when simulating, whose simulator exists too)."""
     return [
@@ -215,328 +210,16 @@ def verify_bucket(
     return {"what": f"bucket {bucket}", "ok": ok, "detail": detail, "next": rerun}
 
 
-def verify_task(task: str, existing: list[dict[str, Any]], rerun: str) -> dict[str, Any]:
-    """verify.yml: one planned downsampling task: present, active, last run not failed."""
-    found = next((t for t in existing if t.get("name") == task), None)
-    if found is None:
-        return {"what": f"task {task}", "ok": False, "detail": "missing", "next": rerun}
-    status = found.get("status", "?")
-    last = found.get("lastRunStatus") or "none yet"
-    ok = status == "active" and last != "failed"
-    detail = f"{status}, every {found.get('every', '?')}, last run: {last}"
-    if last == "failed" and found.get("lastRunError"):
-        detail += f" ({str(found['lastRunError'])[:160]})"
-    fix = (
-        rerun
-        if status != "active"
-        else f"its runs and logs: GET /api/v2/tasks/{found.get('id')}/runs (operator token)"
-    )
-    return {"what": f"task {task}", "ok": ok, "detail": detail, "next": fix}
-
-
-_DURATION = re.compile(r"^(\d+(\.\d+)?(ms|s|m|h|d))+$")
-# Keys of the agent's sections that are durations (strings such as "30s"), per the agent's
-# config classes; tests/test_ansible_plugins.py keeps this list in step with them.
-DURATION_KEYS = frozenset(
-    {
-        "metrics_interval",
-        "flush_timeout",
-        "timeout",
-        "retry_initial",
-        "retry_max",
-        "commit_interval",
-        "min_interval",
-        "budget_period",
-        "backfill_window",
-        "max_backfill",
-        "initial_backfill",
-        "settle",
-        "overlap",
-        "chunk",
-        "interval",
-        "min_spacing",
-        "connect_timeout",
-        "debounce",
-        "late_after",
-        "keepalive",
-        "stale_after",
-    }
-)
-_ACCOUNT = re.compile(r"^A-[0-9A-Z]{6,10}$")
-_METERING_POINT = re.compile(r"^[0-9A-Za-z_-]{1,64}$")
-
-
-def inventory_problems(
-    sources: list[str],
-    sections: dict[str, Any],
-    secrets: dict[str, str],
-    defs: dict[str, Any],
-    simulate: bool = False,
-) -> list[str]:
-    """What a host's inventory lacks or gets wrong for its sources, one message each,
-    naming the variable: checked before anything is installed."""
-    problems: list[str] = []
-    for name, body in sections.items():
-        if not isinstance(body, dict):
-            problems.append(f"wattkeeper_{name} must be a dictionary of [{name}] keys")
-            continue
-        for key, value in body.items():
-            # A number is seconds (the agent accepts it too); a string must be a duration.
-            number = isinstance(value, (int, float)) and not isinstance(value, bool)
-            if key in DURATION_KEYS and not (
-                number or (isinstance(value, str) and _DURATION.match(value))
-            ):
-                problems.append(
-                    f"wattkeeper_{name}.{key}: {value!r} is not a duration"
-                    ' such as "30s", "5m" or "1h"'
-                )
-    problems.extend(_mqtt_problems(sections.get("mqtt") or {}, secrets))
-    for source in sources:
-        cfg = sections.get(source) or {}
-        sim = simulate and "simulate" in defs.get(source, {})
-        for secret in defs.get(source, {}).get("secrets", []):
-            if not secret.get("rotates") and not sim and not secrets.get(secret["var"]):
-                problems.append(
-                    f"{secret['var']} is not set (the {source} agent needs it; keep it in Vault)"
-                )
-        if source == "octopus":
-            acct = cfg.get("account_number")
-            if not acct:
-                problems.append("wattkeeper_octopus.account_number is missing (like A-1234ABCD)")
-            elif not _ACCOUNT.match(str(acct)):
-                problems.append(
-                    f"wattkeeper_octopus.account_number: {acct!r} is not like A-1234ABCD"
-                )
-        elif source == "wattivahti":
-            point = cfg.get("metering_point")
-            if not point:
-                problems.append(
-                    "wattkeeper_wattivahti.metering_point is missing (the metering point code)"
-                )
-            elif not _METERING_POINT.match(str(point)):
-                problems.append(
-                    f"wattkeeper_wattivahti.metering_point: {point!r} is not a metering point code"
-                )
-        elif source == "pulse":
-            problems.extend(_pulse_problems(cfg))
-        elif source == "luxtronik" and not sim and not str(cfg.get("host", "")).strip():
-            problems.append(
-                "wattkeeper_luxtronik.host is missing (the heat pump controller's address)"
-            )
-    return problems
-
-
-_MQTT_URL = re.compile(r"^mqtts?://[A-Za-z0-9.-]+(:[0-9]{1,5})?/?$")
-
-
-def _mqtt_problems(mqtt: dict[str, Any], secrets: dict[str, str]) -> list[str]:
-    """wattkeeper_mqtt as the agent's [mqtt] section will take it."""
-    if not isinstance(mqtt, dict) or not mqtt:
-        return []
-    url = str(mqtt.get("url", ""))
-    if not _MQTT_URL.match(url):
-        return [f"wattkeeper_mqtt.url: {url!r} is not like mqtt://HOST:1883 or mqtts://HOST:8883"]
-    if secrets.get("wattkeeper_mqtt_password") and not mqtt.get("username"):
-        return ["wattkeeper_mqtt.username is missing (wattkeeper_mqtt_password needs it)"]
-    return []
-
-
-def _pulse_problems(cfg: dict[str, Any]) -> list[str]:
-    channels = cfg.get("channels")
-    if not channels or not isinstance(channels, list):
-        return ["wattkeeper_pulse.channels is missing: a list of {name, pin, pulses_per_kwh}"]
-    # BCM numbers of the Pi's GPIO lines; another chip may have more lines.
-    top = 53 if cfg.get("chip", "/dev/gpiochip0") in ("/dev/gpiochip0", "gpiochip0") else 1023
-    problems: list[str] = []
-    seen_pins: set[int] = set()
-    seen_names: set[str] = set()
-    for i, ch in enumerate(channels):
-        where = f"wattkeeper_pulse.channels[{i}]"
-        if not isinstance(ch, dict):
-            problems.append(f"{where} must be a dictionary {{name, pin, pulses_per_kwh}}")
-            continue
-        pin = ch.get("pin")
-        if isinstance(pin, bool) or not isinstance(pin, int) or not 0 <= pin <= top:
-            problems.append(f"{where}.pin: {pin!r} is not a GPIO line number (BCM, 0-{top})")
-        elif pin in seen_pins:
-            problems.append(f"{where}.pin: pin {pin} is used by two channels")
-        else:
-            seen_pins.add(pin)
-        name = ch.get("name")
-        if not name:
-            problems.append(f"{where}.name is missing (import, export, generate ...)")
-        elif name in seen_names:
-            problems.append(f"{where}.name: {name!r} is listed twice")
-        else:
-            seen_names.add(str(name))
-        ppk = ch.get("pulses_per_kwh")
-        if isinstance(ppk, bool) or not isinstance(ppk, (int, float)) or not 0 < ppk <= 1e6:
-            problems.append(
-                f"{where}.pulses_per_kwh: {ppk!r} must be a positive number (imp/kWh on the label)"
-            )
-    return problems
-
-
-def verify_rows(hostvars: Any) -> list[dict[str, Any]]:
-    """verify.yml summary lines of one host, from the checks its roles recorded."""
-    host = str(hostvars.get("inventory_hostname", "?"))
-    checks = list(hostvars.get("_influxdb_verify") or []) + list(
-        hostvars.get("_wattkeeper_verify") or []
-    )
-    if not checks:
-        checks = [
-            {
-                "what": "host",
-                "ok": False,
-                "detail": "no result (unreachable, or a task failed above)",
-                "next": f"ansible -i INVENTORY {host} -m ansible.builtin.ping",
-            }
-        ]
-    return [
-        {
-            "ok": bool(c["ok"]),
-            "line": f"{'✓' if c['ok'] else '✗'} {host:<20} {c['what']:<34} {c['detail']}",
-            "next_line": f"✗ {host} {c['what']}: {c['next']}",
-        }
-        for c in checks
-    ]
-
-
-def bucket_summary(result: dict[str, Any]) -> str:
-    """delete-buckets.yml: one line per bucket from its content query's answer."""
-    rows = {r["what"]: r["value"] for r in flux_rows(result.get("content", ""))}
-    oldest, newest = rows.pop("oldest", None), rows.pop("newest", None)
-    if not rows:
-        return f"{result.get('item')}: empty"
-    held = ", ".join(f"{n} {m} values" for m, n in sorted(rows.items()))
-    return f"{result.get('item')}: {held}, from {oldest} to {newest}"
-
-
-def systemd_show(text: str) -> dict[str, dict[str, str]]:
-    """``systemctl show UNIT... -p Id -p ...`` output, by unit Id."""
-    units: dict[str, dict[str, str]] = {}
-    for block in str(text).split("\n\n"):
-        props = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
-        if props.get("Id"):
-            units[props["Id"]] = props
-    return units
-
-
-def flux_rows(text: str) -> list[dict[str, str]]:
-    """The rows of an InfluxDB /api/v2/query CSV answer (annotations off), every table."""
-    rows: list[dict[str, str]] = []
-    for block in str(text).replace("\r\n", "\n").split("\n\n"):
-        if block.strip():
-            for row in csv.DictReader(io.StringIO(block)):
-                rows.append({k: v for k, v in row.items() if k not in ("", "result", "table")})
-    return rows
-
-
-def buffer_stats(text: str) -> dict[str, Any]:
-    """``wattkeeper buffer stats`` output as numbers: pending, dead_lettered, oldest_age (s
-    or None) and the counters."""
-    out: dict[str, Any] = {}
-    for line in str(text).splitlines():
-        key, _, rest = line.partition(" ")
-        value = rest.strip().split(" ")[0] if rest.strip() else ""
-        if key == "dead-lettered":
-            key = "dead_lettered"
-        elif key == "oldest" and rest.strip().startswith("age"):
-            key, value = "oldest_age", rest.strip()[3:].strip()
-            out[key] = None if value in ("", "-") else float(value.rstrip("s"))
-            continue
-        if value.lstrip("-").isdigit():
-            out[key] = int(value)
-    return out
-
-
-def _key(k: str) -> str:
-    return k if _BARE_KEY.match(k) else json.dumps(k)
-
-
-def _value(v: Any, where: str) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, float):
-        if not math.isfinite(v):
-            raise AnsibleFilterError(f"{where}: {v} cannot be written to TOML")
-        return repr(v)
-    if isinstance(v, str):
-        return json.dumps(v, ensure_ascii=False)
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_value(x, f"{where}[{i}]") for i, x in enumerate(v)) + "]"
-    if isinstance(v, dict):
-        inner = ", ".join(f"{_key(str(k))} = {_value(x, f'{where}.{k}')}" for k, x in v.items())
-        return "{ " + inner + " }" if inner else "{}"
-    if v is None:
-        raise AnsibleFilterError(f"{where}: null has no TOML form; leave the key out instead")
-    return json.dumps(str(v))
-
-
-def to_toml(sections: dict[str, Any]) -> str:
-    """``{section: {key: value}}`` as TOML; nested dicts become [section.sub] tables.
-
-    Keys whose value is None are left out, so optional inventory keys can default to none.
-    """
-    out: list[str] = []
-
-    def table(name: str, body: dict[str, Any]) -> None:
-        plain = {k: v for k, v in body.items() if v is not None and not isinstance(v, dict)}
-        nested = {k: v for k, v in body.items() if isinstance(v, dict)}
-        out.append(f"[{name}]")
-        out.extend(f"{_key(str(k))} = {_value(v, f'{name}.{k}')}" for k, v in plain.items())
-        out.append("")
-        for k, v in nested.items():
-            table(f"{name}.{_key(str(k))}", v)
-
-    for section, body in sections.items():
-        if not isinstance(body, dict):
-            raise AnsibleFilterError(f"{section}: a config section must be a dictionary")
-        table(_key(str(section)), body)
-    return "\n".join(out)
-
-
-def mosquitto_passwd(users: list[dict[str, Any]]) -> str:
-    """A mosquitto password file for ``[{name, password}]``.
-
-    Each line is ``NAME:$7$101$SALT$HASH``: PBKDF2-HMAC-SHA512, 101 iterations, a 12-byte
-    salt, base64, exactly as Debian's mosquitto_passwd 2.0 writes it. The salt is derived
-    from the name and the password, so an unchanged inventory renders an unchanged file: the
-    role stays idempotent without keeping plain passwords on the host.
-    """
-    lines = []
-    for i, user in enumerate(users):
-        name, password = str(user.get("name", "")), str(user.get("password", ""))
-        if not name or ":" in name or not password:
-            raise AnsibleFilterError(
-                f"mosquitto_users[{i}]: needs a name (without ':') and a password"
-            )
-        salt = hashlib.sha256(f"wattkeeper-mosquitto:{name}:{password}".encode()).digest()[:12]
-        digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, 101, 64)
-        b64 = base64.b64encode
-        lines.append(f"{name}:$7$101${b64(salt).decode()}${b64(digest).decode()}")
-    return "\n".join(lines) + "\n"
-
-
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
             "wattkeeper_task_flux": task_flux,
-            "wattkeeper_landed_sources": landed_sources,
-            "wattkeeper_toml": to_toml,
+            "wattkeeper_deployable_sources": deployable_sources,
+            # The former name, kept for a release (roles/influxdb/defaults/main.yml).
+            "wattkeeper_landed_sources": deployable_sources,
             "wattkeeper_bucket_plan": bucket_plan,
             "wattkeeper_agent_pairs": agent_pairs,
             "wattkeeper_permissions": permissions,
-            "wattkeeper_flux_rows": flux_rows,
-            "wattkeeper_buffer_stats": buffer_stats,
-            "wattkeeper_systemd_show": systemd_show,
-            "wattkeeper_verify_rows": verify_rows,
-            "wattkeeper_bucket_summary": bucket_summary,
-            "wattkeeper_inventory_problems": inventory_problems,
             "wattkeeper_verify_bucket": verify_bucket,
-            "wattkeeper_verify_task": verify_task,
             "wattkeeper_managed": managed,
-            "wattkeeper_mosquitto_passwd": mosquitto_passwd,
         }

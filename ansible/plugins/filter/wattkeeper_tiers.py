@@ -1,7 +1,7 @@
 """Filters for the downsampling tiers (wattkeeper.downsample): each tier task's Flux,
 and verify.yml's check of whether a tier is complete.
 
-Kept apart from wattkeeper.py (the role's other filters), whose helpers it loads.
+Kept apart from wattkeeper.py (the plan) and wattkeeper_verify.py, whose helpers it loads.
 """
 
 from __future__ import annotations
@@ -16,13 +16,12 @@ from typing import Any
 from ansible.errors import AnsibleFilterError
 
 
-def _base() -> Any:
-    """wattkeeper.py next to this file (loaded by path: its name is the agent package's)."""
-    name = "wattkeeper_filters_base"
+def _sibling(file: str) -> Any:
+    """A filter file next to this one, loaded by path (wattkeeper.py's name is the agent
+    package's)."""
+    name = f"wattkeeper_filters_{file.removesuffix('.py')}"
     if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            name, Path(__file__).with_name("wattkeeper.py")
-        )
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(file))
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
@@ -30,7 +29,8 @@ def _base() -> Any:
     return sys.modules[name]
 
 
-base = _base()
+base = _sibling("wattkeeper.py")
+verify = _sibling("wattkeeper_verify.py")
 
 
 def _about(seconds: int) -> str:
@@ -101,7 +101,7 @@ def verify_tier(
     runs = f"the task's runs and logs: GET /api/v2/tasks/{task_id or 'ID'}/runs (operator token)"
     if tasks is not None and not task:
         return {"what": what, "ok": False, "detail": f"no task {entry['task']}", "next": rerun}
-    rows = base.flux_rows(result.get("content", "")) if result.get("status") == 200 else []
+    rows = verify.flux_rows(result.get("content", "")) if result.get("status") == 200 else []
     if not rows:
         content = str(result.get("content", ""))[:160]
         detail = f"check query failed: HTTP {result.get('status')} {content}"

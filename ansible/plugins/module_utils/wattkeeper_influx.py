@@ -191,8 +191,14 @@ class Influx:
         return None
 
     def all_buckets(self) -> list[dict[str, Any]]:
-        res = self.call("GET", "/api/v2/buckets", query={"orgID": self.org_id(), "limit": 100})
-        return list((res or {}).get("buckets", []))
+        """Every bucket of the organization, page by page (100 a page: the API's default)."""
+        found: list[dict[str, Any]] = []
+        while True:
+            query = {"orgID": self.org_id(), "limit": 100, "offset": len(found)}
+            page = list((self.call("GET", "/api/v2/buckets", query=query) or {}).get("buckets", []))
+            found += page
+            if len(page) < 100:
+                return found
 
     def find_task(self, name: str) -> dict[str, Any] | None:
         res = self.call(
@@ -203,6 +209,17 @@ class Influx:
                 return dict(t)
         return None
 
+    def all_tasks(self) -> list[dict[str, Any]]:
+        """Every task of the organization (with its Flux), 500 a page (the API's maximum)."""
+        found: list[dict[str, Any]] = []
+        query: dict[str, Any] = {"orgID": self.org_id(), "limit": 500}
+        while True:
+            page = list((self.call("GET", "/api/v2/tasks", query=query) or {}).get("tasks", []))
+            found += page
+            if len(page) < 500:
+                return found
+            query["after"] = page[-1]["id"]
+
     def authorizations(self) -> list[dict[str, Any]]:
         res = self.call("GET", "/api/v2/authorizations", query={"orgID": self.org_id()})
         return list((res or {}).get("authorizations", []))
@@ -210,3 +227,43 @@ class Influx:
 
 def fail(module: Any, exc: InfluxError, **extra: Any) -> None:
     module.fail_json(msg=str(exc), status=exc.status, **extra)
+
+
+def by_name(objects: list[dict[str, Any]], key: str = "name") -> dict[str, dict[str, Any]]:
+    """Objects indexed by name (the first of a name wins, as a lookup by name finds it)."""
+    index: dict[str, dict[str, Any]] = {}
+    for obj in objects:
+        index.setdefault(str(obj.get(key)), dict(obj))
+    return index
+
+
+def duplicates(names: list[str]) -> list[str]:
+    """Names given more than once in a list option (each would fight the other)."""
+    seen: set[str] = set()
+    twice: set[str] = set()
+    for name in names:
+        (twice if name in seen else seen).add(name)
+    return sorted(twice)
+
+
+class Failures:
+    """The errors of a list call: every item is tried, the call fails at the end naming each.
+
+    An error that every further call would repeat (no connection, token refused) ends it at
+    once, as the loop of single calls it replaces would have failed the same way each time.
+    """
+
+    def __init__(self) -> None:
+        self.errors: list[InfluxError] = []
+
+    def add(self, exc: InfluxError) -> None:
+        if exc.status in (-1, 401):
+            raise exc
+        if str(exc) not in map(str, self.errors):
+            self.errors.append(exc)
+
+    def check(self, module: Any, **extra: Any) -> None:
+        """Fail the module with every message, one per line, if there was any."""
+        if self.errors:
+            msg = "\n".join(str(e) for e in self.errors)
+            module.fail_json(msg=msg, status=self.errors[0].status, **extra)

@@ -9,7 +9,7 @@ daily and weekly CSV roll-ups (`wattkeeper report luxtronik`).
 from __future__ import annotations
 
 from wattkeeper.downsample import Rollup
-from wattkeeper.source import SourceContext, SourcePlugin
+from wattkeeper.source import Report, Simulated, SourceContext, SourcePlugin, Unit
 from wattkeeper.sources.luxtronik.config import LuxtronikSection
 from wattkeeper.sources.luxtronik.reader import raw_field_names
 from wattkeeper.sources.luxtronik.report import add_commands
@@ -51,6 +51,12 @@ PLUGIN = SourcePlugin(
     config_class=LuxtronikSection,
     factory=_factory,
     add_commands=add_commands,
+    unit=Unit(
+        extras=("luxtronik",),
+        report=Report("report luxtronik", time_key="report_time", time_default="07:00"),
+    ),
+    example={"host": "192.0.2.10"},
+    simulated=Simulated(port=18084, config={"host": "127.0.0.1", "port": 18084}),
     description="Luxtronik 2 heat pump controller (python-luxtronik, TCP 8889), read-only",
     # A code written raw (NAME_raw: python-luxtronik has no name for it) keeps its last
     # value too: the mean of two codes is no code.

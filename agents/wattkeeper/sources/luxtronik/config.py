@@ -16,8 +16,11 @@ _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 class LuxtronikSection:
     """[luxtronik]: one Luxtronik 2 controller (Novelan, Alpha Innotec), read-only."""
 
+    # The heat pump controller's address (IP or name).
     host: str
+    # Its TCP port (8889 on every Luxtronik 2).
     port: int = 8889
+    # Time between two polls.
     interval: Duration = 30.0
     # Socket timeout, and the limit for one whole poll (connect + three answers).
     timeout: Duration = 60.0
@@ -36,6 +39,7 @@ class LuxtronikSection:
     report_fields: list[str] = field(default_factory=list)
     # "names": python-luxtronik names; "human": a readable label and the unit.
     report_headers: Literal["names", "human"] = "names"
+    # Days the CSV files are kept.
     csv_retention_days: int = 30
     # Above this use of the disk holding the buffer, history writing pauses (polling goes on).
     disk_max_percent: float = 90.0

@@ -24,6 +24,7 @@ from wattkeeper.point import to_ns
 from wattkeeper.sources.luxtronik.config import LuxtronikSection
 from wattkeeper.sources.luxtronik.history import Column, History, open_history
 from wattkeeper.sources.luxtronik.reader import Value
+from wattkeeper.verbs import source_verb
 
 log = logging.getLogger("wattkeeper.luxtronik.report")
 
@@ -258,13 +259,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def add_commands(sub: Any) -> None:
     """Add `report luxtronik`, sharing a `report` verb another source may have added."""
-    report = sub.choices.get("report")
-    if report is None:
-        report = sub.add_parser("report", help="write a source's reports (CSV roll-ups)")
-    inner = next((a for a in report._actions if isinstance(a, argparse._SubParsersAction)), None)
-    if inner is None:
-        inner = report.add_subparsers(dest="report_source", required=True, metavar="SOURCE")
-    p = inner.add_parser(
+    p = source_verb(
+        sub,
+        "report",
         "luxtronik",
         help="write the daily and weekly Luxtronik CSV files now",
         description=__doc__.split("\n\n")[1] if __doc__ else None,

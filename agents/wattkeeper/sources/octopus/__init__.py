@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from wattkeeper.downsample import Rollup
 from wattkeeper.sensors import Sensor
-from wattkeeper.source import SourcePlugin
+from wattkeeper.source import Secret, Simulated, SourcePlugin
 
 from .config import OctopusSection
 from .migrate import add_commands
@@ -16,6 +16,19 @@ PLUGIN = SourcePlugin(
     factory=make_source,
     add_commands=add_commands,
     description="Octopus Home Mini telemetry (Kraken GraphQL), within the API's call budget",
+    secrets=(
+        Secret(
+            "api_key_file",
+            "/etc/wattkeeper/octopus.apikey",
+            "Octopus API key (sk_live_...), required on octopus hosts.",
+        ),
+    ),
+    example={"account_number": "A-1234ABCD"},
+    simulated=Simulated(
+        port=18081,
+        config={"api_url": "http://127.0.0.1:18081/v1/graphql/"},
+        secrets={"api_key_file": "sk_live_simulated0000000000000000"},
+    ),
     # How the InfluxDB role's tasks downsample the wattkeeper schema: the cumulative
     # registers keep their last value, deltas and costs add up, the demand is averaged.
     rollups=(

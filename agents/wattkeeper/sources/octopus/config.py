@@ -11,7 +11,9 @@ from wattkeeper.config import ConfigError, Duration, read_secret_file
 from wattkeeper.journal import SECRETS
 
 Grouping = Literal["TEN_SECONDS", "ONE_MINUTE", "FIVE_MINUTES", "HALF_HOURLY", "HOURLY"]
-SchemaName = Literal["wattkeeper", "seed000", "seed001"]
+SchemaName = Literal["wattkeeper", "power-numeric", "energy-consumption", "seed000", "seed001"]
+# The names of earlier releases, after the seed tools that wrote each layout.
+SCHEMA_ALIASES = {"seed000": "power-numeric", "seed001": "energy-consumption"}
 
 # Seconds covered by one reading of each grouping (the readAt spacing), finest first:
 # the order in which an empty window is asked again, one grouping coarser each time.
@@ -28,16 +30,23 @@ GROUPING_SECONDS: dict[str, int] = {
 class OctopusSection:
     """[octopus]: the Kraken GraphQL API, the account and the call budget."""
 
+    # The Octopus account number, like A-1234ABCD.
     account_number: str
+    # File holding the API key (mode 0600).
     api_key_file: Path
+    # The Kraken GraphQL endpoint.
     api_url: str = "https://api.octopus.energy/v1/graphql/"
     # Skips discovery (one call per start) when set.
     device_id: str | None = None
+    # How fine the readings are (the Home Mini's own step is ten seconds).
     grouping: Grouping = "TEN_SECONDS"
     # The API allows ~100 calls/hour per user, shared with the Octopus app: keep a margin.
     calls_per_hour: int = 60
     # The budget window; "1h" in production (calls_per_hour is per this period).
     budget_period: Duration = 3600.0
+    # The InfluxDB layout: "wattkeeper"; "power-numeric" (measurement power, the demand as
+    # power_numeric) or "energy-consumption" (kWh, kW, pounds) as two older tools wrote
+    # it; "seed000" and "seed001" are their former names.
     schema: SchemaName = "wattkeeper"
     # One telemetry call asks for at most this much time (several calls while catching up).
     backfill_window: Duration = 3600.0
@@ -47,6 +56,7 @@ class OctopusSection:
     initial_backfill: Duration = 3600.0
     # A window that ended this long ago and came back empty is not asked for again.
     settle: Duration = 300.0
+    # Timeout of one API call.
     timeout: Duration = 20.0
     # Trust the API's Date header over the local clock (a Pi has no RTC).
     use_server_clock: bool = True
@@ -72,6 +82,7 @@ class OctopusSection:
                 "must not exceed 100: Octopus allows about 100 calls per hour per user, "
                 "shared with the Octopus app",
             )
+        self.schema = SCHEMA_ALIASES.get(self.schema, self.schema)  # type: ignore[assignment]
         step = GROUPING_SECONDS[self.grouping]
         for key in ("budget_period", "timeout", "settle"):
             if getattr(self, key) <= 0:

@@ -1,4 +1,6 @@
-"""``wattkeeper migrate octopus-string-fields``: seed 000's string ``value`` to ``power_numeric``.
+"""``wattkeeper migrate octopus``: the string-fields schema's ``value`` to ``power_numeric``.
+
+Earlier releases spelled it ``wattkeeper migrate octopus-string-fields`` (still accepted).
 
 Seed 000 first wrote the demand as a string field ``value`` of measurement ``power``;
 strings cannot be averaged. This reads every such record, day by day so memory stays
@@ -20,15 +22,20 @@ from wattkeeper.config import EX_CONFIG, EX_TEMPFAIL, ConfigError
 from wattkeeper.influx import InfluxClient, InfluxError
 from wattkeeper.journal import SECRETS
 from wattkeeper.point import Point
+from wattkeeper.verbs import source_verb
 
 _META = {"result", "table", "_start", "_stop", "_time", "_value", "_field", "_measurement", ""}
 
 
 def add_commands(sub: argparse._SubParsersAction[Any]) -> None:
-    verbs = _migrate_verbs(sub)
-    m = verbs.add_parser(
-        "octopus-string-fields",
-        help="seed 000: copy string field `value` of `power` into float `power_numeric`",
+    # `migrate octopus`; "octopus-string-fields" is its name of earlier releases.
+    m = source_verb(
+        sub,
+        "migrate",
+        "octopus",
+        help="string-fields schema: copy string field `value` of `power` into float "
+        "`power_numeric`",
+        aliases=["octopus-string-fields"],
     )
     m.add_argument("-c", "--config", type=Path, required=True, metavar="FILE")
     m.add_argument("--bucket", help="bucket to migrate (default: influxdb.bucket of FILE)")
@@ -39,17 +46,6 @@ def add_commands(sub: argparse._SubParsersAction[Any]) -> None:
     m.add_argument("--to-field", default="power_numeric")
     m.add_argument("--dry-run", action="store_true", help="count only; write nothing")
     m.set_defaults(func=cmd_migrate)
-
-
-def _migrate_verbs(sub: argparse._SubParsersAction[Any]) -> argparse._SubParsersAction[Any]:
-    """The ``migrate`` verb's own subcommands; another source may have added it already."""
-    existing: argparse.ArgumentParser | None = sub.choices.get("migrate")
-    if existing is not None:
-        for action in existing._actions:
-            if isinstance(action, argparse._SubParsersAction):
-                return action
-    p: argparse.ArgumentParser = sub.add_parser("migrate", help="one-off data migrations")
-    return p.add_subparsers(dest="migration", required=True, metavar="MIGRATION")
 
 
 def parse_rfc3339_ns(text: str) -> int:

@@ -55,6 +55,9 @@ def seed001_point(r: Reading, device_id: str) -> Point | None:
 
 SCHEMAS: dict[str, Callable[[Reading, str], Point | None]] = {
     "wattkeeper": wattkeeper_point,
+    "power-numeric": seed000_point,
+    "energy-consumption": seed001_point,
+    # Former names (the octopus section's validate() maps them to these anyway).
     "seed000": seed000_point,
     "seed001": seed001_point,
 }

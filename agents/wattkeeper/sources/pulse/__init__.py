@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from wattkeeper.downsample import Rollup
 from wattkeeper.sensors import Sensor
-from wattkeeper.source import SourceContext, SourcePlugin
+from wattkeeper.source import Simulated, SourceContext, SourcePlugin, Unit
 from wattkeeper.sources.pulse.config import PulseSection
 from wattkeeper.sources.pulse.source import PulseSource
 
@@ -36,6 +36,19 @@ PLUGIN = SourcePlugin(
     config_class=PulseSection,
     factory=_factory,
     streaming=True,
+    # libgpiod v2's bindings; the unit opens the GPIO chips as the gpio group.
+    unit=Unit(extras=("gpiod",), groups=("gpio",), devices=("char-gpiochip rw",)),
+    example={
+        "channels": [
+            {"name": "import", "pin": 20, "pulses_per_kwh": 1000},
+            {"name": "export", "pin": 26, "pulses_per_kwh": 1000},
+        ]
+    },
+    simulated=Simulated(
+        port=18083,
+        args=("--channels", "import:20,export:26,generate:21", "--rate-scale", "5"),
+        config={"backend": "simulated", "simulator": "127.0.0.1:18083"},
+    ),
     description="electricity-meter pulses on GPIO pins (import / export / generation)",
     rollups=ROLLUPS,
     sensors=SENSORS,

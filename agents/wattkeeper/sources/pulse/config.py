@@ -26,10 +26,13 @@ _HOSTPORT = re.compile(r"^\[?[^\s\]]+\]?:\d{1,5}$")
 class ChannelSection:
     """One meter output on one GPIO line (BCM numbering = the chip's line offset)."""
 
+    # The channel tag of its points (import, export, generate ...).
     name: str
+    # GPIO line (BCM number) the output is wired to.
     pin: int
     # The meter's constant, printed on its label as imp/kWh (S0) or as the LED's rate.
     pulses_per_kwh: float
+    # Which edge of a pulse counts.
     edge: Edge = "rising"
     # Pulses shorter than this after the edge are contact bounce (S0 pulses last >= 30 ms).
     debounce: Duration = 0.005
@@ -46,6 +49,7 @@ class ChannelSection:
 class PulseSection:
     """[pulse]: channels, the GPIO backend and the chip."""
 
+    # The meter outputs to count, each {name, pin, pulses_per_kwh}.
     channels: list[ChannelSection]
     # auto: libgpiod v2 if a /dev/gpiochip* exists and `gpiod` imports, else RPi.GPIO.
     backend: BackendName = "auto"
@@ -57,6 +61,13 @@ class PulseSection:
     simulator: str = ""
     # Seconds to wait for the simulator before giving up at start.
     connect_timeout: Duration = 5.0
+
+    @property
+    def top_line(self) -> int:
+        """The highest line number a pin may have: the header chip of a Pi has BCM lines
+        0-53 (whatever the model); another chip may have more."""
+        header = self.backend != "simulated" and self.chip_path == "/dev/gpiochip0"
+        return 53 if header else 1023
 
     @property
     def chip_path(self) -> str:
@@ -75,8 +86,10 @@ class PulseSection:
                 raise ConfigError(f"{key}.name", file, f"channel {ch.name!r} is listed twice")
             if ch.pin in pins:
                 raise ConfigError(f"{key}.pin", file, f"pin {ch.pin} is used by two channels")
-            if not 0 <= ch.pin <= 1023:
-                raise ConfigError(f"{key}.pin", file, f"{ch.pin} is not a GPIO line number")
+            if not 0 <= ch.pin <= self.top_line:
+                raise ConfigError(
+                    f"{key}.pin", file, f"{ch.pin} is not a GPIO line number (0-{self.top_line})"
+                )
             if not 0 < ch.pulses_per_kwh <= 1e6:
                 raise ConfigError(
                     f"{key}.pulses_per_kwh", file, "must be positive (the imp/kWh on the label)"

@@ -51,7 +51,7 @@ _B2C_CODE = re.compile(r"AADB2C\d{5}")
 
 
 def login_hint(config_file: Path | str) -> str:
-    return f"get a new one with: wattkeeper wattivahti login -c {config_file}"
+    return f"get a new one with: wattkeeper login wattivahti -c {config_file}"
 
 
 def read_refresh_token(path: Path, config_file: Path | str) -> str:

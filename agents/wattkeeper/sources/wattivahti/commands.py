@@ -1,4 +1,4 @@
-"""Verbs of the WattiVahti source: ``wattivahti login`` and ``sync wattivahti``."""
+"""Verbs of the WattiVahti source: ``login wattivahti`` and ``sync wattivahti``."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from wattkeeper.sources.wattivahti.auth import (
     write_refresh_token,
 )
 from wattkeeper.sources.wattivahti.localtime import parse_user_time
+from wattkeeper.verbs import source_verb
 
 # The web app first signs in with the OpenID scopes, then trades the refresh token for one
 # that carries the API scope; ``login`` does the same.
@@ -31,20 +32,6 @@ EX_USAGE = 2
 
 def _err(message: str) -> None:
     sys.stderr.write(f"wattkeeper: {message}\n")
-
-
-def _shared_subparsers(
-    sub: argparse._SubParsersAction[Any], name: str, help_text: str
-) -> argparse._SubParsersAction[Any] | None:
-    """The SOURCE subparsers of a verb several sources share (``sync octopus``, ...)."""
-    parser: argparse.ArgumentParser | None = sub.choices.get(name)
-    if parser is None:
-        parser = sub.add_parser(name, help=help_text)
-        return parser.add_subparsers(dest=f"{name}_source", required=True, metavar="SOURCE")
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            return action
-    return None
 
 
 def _sync_arguments(p: argparse.ArgumentParser) -> None:
@@ -64,17 +51,13 @@ def _sync_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def add_commands(sub: argparse._SubParsersAction[Any]) -> None:
-    wv = sub.add_parser("wattivahti", help="WattiVahti: first login (refresh token), range sync")
-    actions = wv.add_subparsers(dest="wattivahti_action", required=True, metavar="ACTION")
-    lp = actions.add_parser(
-        "login", help="get the first refresh token (browser sign-in, PKCE) and store it"
+    """``login wattivahti`` and ``sync wattivahti`` (earlier: ``wattivahti login|sync``)."""
+    lp = source_verb(
+        sub, "login", "wattivahti", "get the first refresh token (browser sign-in, PKCE)"
     )
     lp.add_argument("-c", "--config", type=Path, required=True, metavar="FILE")
     lp.set_defaults(func=cmd_login)
-    _sync_arguments(actions.add_parser("sync", help="fetch a date range into InfluxDB"))
-    shared = _shared_subparsers(sub, "sync", "fetch a date range of a source into InfluxDB")
-    if shared is not None and "wattivahti" not in shared.choices:
-        _sync_arguments(shared.add_parser("wattivahti", help="WattiVahti consumption range"))
+    _sync_arguments(source_verb(sub, "sync", "wattivahti", "WattiVahti consumption range"))
 
 
 def _range(args: argparse.Namespace) -> tuple[datetime, datetime]:

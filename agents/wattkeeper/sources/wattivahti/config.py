@@ -22,14 +22,21 @@ DEFAULT_REDIRECT_URI = "https://www.wattivahti.fi/wattivahti/"
 class WattiVahtiSection:
     """[wattivahti]: the portal, the metering point and how far back to sync."""
 
+    # The metering point code (käyttöpaikka), on the bill and in the portal.
     metering_point: str
+    # File holding the rotating refresh token (the agent renews it).
     refresh_token_file: Path = Path("/var/lib/wattkeeper/wattivahti/refresh_token")
+    # The portal's Azure AD B2C token endpoint.
     token_url: str = DEFAULT_TOKEN_URL
+    # The portal's meter data endpoint (meterdata2).
     api_url: str = DEFAULT_API_URL
     # Empty: token_url with its last segment replaced by "authorize".
     authorize_url: str = ""
+    # The portal app's public OAuth client.
     client_id: str = DEFAULT_CLIENT_ID
+    # OAuth scopes asked for.
     scope: str = DEFAULT_SCOPE
+    # Where the login page sends the browser back to.
     redirect_uri: str = DEFAULT_REDIRECT_URI
     # First run (no cursor, nothing in the bucket): fetch this many days back.
     initial_days: int = 7
@@ -43,6 +50,7 @@ class WattiVahtiSection:
     production_metering_point: str = ""
     # Daemon mode only: time between syncs (the timer decides in oneshot mode).
     interval: Duration = 3600.0
+    # Timeout of one API call.
     timeout: Duration = 30.0
 
     def validate(self, where: str, file: Path) -> None:
