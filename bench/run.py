@@ -543,19 +543,41 @@ its influxd copy alone took 25 s against 17 s; the one-call bucket, task and tok
 took 32 s together against 45 s. The goal of 30 s is for a machine that is not shared:
 here every remote call costs 1-5 s, so no run of 140 tasks could reach it.)
 
-What is left is one module call per task: on the collector about 60 calls (per source a
-token, a state directory, secrets, a config and units, and the install steps), on the
-server about 35. Next:
+Third round, the collector and the broker:
 
-- roles/wattkeeper (being restructured for issue 17): the per-source files (token,
-  secrets, config, units, the simulator's unit) written by one `wattkeeper_files` call
-  (rendered on the controller, secrets in a second call with `no_log`), returning which
-  paths changed so that only those agents restart: about 25 calls become 2.
-- roles/mosquitto: the CA, key, CSR and certificate steps (five calls on every run) only
-  when a file is missing or expires soon.
-- roles/influxdb: the tokens stored on the controller with one call (five local copies on
-  the first converge, 17 s here), and the /health wait and the onboarding probe as one
-  call.
+- roles/wattkeeper: every agent's state directory, config and systemd units (and the
+  simulators' units), the shared files (MQTT and InfluxDB CAs, the list of extras) are
+  rendered on the controller (set_fact and the template lookup, no round trip) and
+  written by one `wattkeeper_files` call; every secret (InfluxDB tokens, declared
+  secrets, Slack webhook, MQTT password) by a second call with `no_log`. Each file
+  carries a tag saying what restarts when it changes (`agent:SOURCE`,
+  `simulator:SOURCE`, `all`, `package`), so only those agents restart; a rotating
+  secret (WattiVahti's refresh token) is only seeded (`force: false`). About 30 calls
+  on a re-run became 2 (tasks/files.yml).
+- roles/mosquitto: the six certificate steps on the controller run only when the
+  broker's certificate is missing, for other names, or expires within 30 days (one
+  `x509_certificate_info` call decides); the package step only when it is not
+  installed; certificate, key, password file and configuration in one call.
+
+Measured on a quiet machine (load under 2) by `bench/run.py provisioning
+--provisioning-connections ssh`, with profile_tasks (outputs kept in
+~/.cache/wattkeeper/bench-provisioning/):
+
+| over SSH | after round 2 (load about 12) | after round 3 (load under 2) |
+|---|---:|---:|
+| idempotent re-run (Molecule stage, changed=0) | 150 s, 123 tasks | 21.6 s, 76 tasks |
+| its playbook (profile_tasks' total) | 134 s | 18.5 s |
+| ... of which roles/influxdb | 32 s | 7.9 s (33 tasks) |
+| ... of which roles/wattkeeper (the collector) | 60 s | 5.2 s (40 tasks, most local) |
+| ... of which roles/grafana | 8 s | 2.8 s |
+| ... of which roles/mosquitto | 28 s | 1.8 s |
+| first converge (Molecule stage) | 458 s | 51.7 s, 97 tasks |
+
+(The two columns ran under different load, so round 3's own gain is best read from the
+task counts: 123 to 76 tasks on the re-run, and on the collector from about 45 remote
+calls to 11.) The slowest steps left on a re-run are the influxd copy (1.1 s: it
+checksums the 100 MB binary on both sides), the dashboards (0.9 s) and the controller's
+token directories (0.8 s); every other step is under 0.8 s.
 
 ## What was profiled and what it gained
 
