@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
@@ -267,3 +268,34 @@ class Failures:
         if self.errors:
             msg = "\n".join(str(e) for e in self.errors)
             module.fail_json(msg=msg, status=self.errors[0].status, **extra)
+
+
+def apply_each(
+    module: Any,
+    key: str,
+    label: str,
+    wanted: list[dict[str, Any]],
+    apply: Callable[[dict[str, Any]], dict[str, Any]],
+    describe: Callable[[dict[str, Any], InfluxError], InfluxError] = lambda want, exc: exc,
+) -> None:
+    """Bring every object of the list option KEY to its state and exit the module.
+
+    Each result is named by its LABEL (name or description); a changed object adds a diff;
+    an object that fails is named on a line of its own while the others are still done.
+    """
+    results: list[dict[str, Any]] = []
+    failures = Failures()
+    for want in wanted:
+        try:
+            results.append({label: want[label], **apply(want)})
+        except InfluxError as exc:
+            failures.add(describe(want, exc))
+            results.append({label: want[label], "changed": False, "failed": True})
+    diffs = [
+        {**r.pop("diff"), "before_header": r[label], "after_header": r[label]}
+        for r in results
+        if "diff" in r
+    ]
+    changed = any(r["changed"] for r in results)
+    failures.check(module, changed=changed, **{key: results})
+    module.exit_json(changed=changed, diff=diffs, **{key: results})

@@ -112,9 +112,9 @@ from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible.module_utils.wattkeeper_influx import (  # noqa: E402
     INFLUX_COMMON_ARGS,
     MANAGED_PREFIX,
-    Failures,
     Influx,
     InfluxError,
+    apply_each,
     by_name,
     duplicates,
     fail,
@@ -236,21 +236,13 @@ def main() -> None:
             result.pop("name")
             module.exit_json(**result)
         current = by_name(api.all_tasks()) if wanted else {}
-        results, failures = [], Failures()
-        for want in wanted:
-            try:
-                results.append(_apply(module, api, want, current.get(want["name"])))
-            except InfluxError as exc:
-                failures.add(exc)
-                results.append({"name": want["name"], "changed": False, "failed": True})
-        diffs = [
-            {**r.pop("diff"), "before_header": r["name"], "after_header": r["name"]}
-            for r in results
-            if "diff" in r
-        ]
-        changed = any(r["changed"] for r in results)
-        failures.check(module, changed=changed, tasks=results)
-        module.exit_json(changed=changed, tasks=results, diff=diffs)
+        apply_each(
+            module,
+            "tasks",
+            "name",
+            wanted,
+            lambda want: _apply(module, api, want, current.get(want["name"])),
+        )
     except InfluxError as exc:
         fail(module, exc)
 
