@@ -247,6 +247,19 @@ def duplicates(names: list[str]) -> list[str]:
     return sorted(twice)
 
 
+def listed(module: Any, key: str, label: str, keys: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The objects asked for: the list option KEY, or the one object the single-object
+    options (KEYS) describe. Fails the module when a LABEL is given twice."""
+    p = module.params
+    items: list[dict[str, Any]] = p[key] if p[key] is not None else [{k: p[k] for k in keys}]
+    twice = duplicates([i[label] for i in items])
+    if twice:
+        module.fail_json(
+            msg=f"{key}: each {label} once ({', '.join(map(repr, twice))} more than once)"
+        )
+    return items
+
+
 class Failures:
     """The errors of a list call: every item is tried, the call fails at the end naming each.
 

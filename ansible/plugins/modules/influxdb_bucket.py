@@ -122,9 +122,9 @@ from ansible.module_utils.wattkeeper_influx import (  # noqa: E402
     InfluxError,
     apply_each,
     by_name,
-    duplicates,
     fail,
     is_managed,
+    listed,
     not_ours,
     retention_seconds,
 )
@@ -212,13 +212,9 @@ def _apply(
 def _wanted(module: Any) -> list[dict[str, Any]]:
     """The buckets asked for, checked before any request (fails the module naming the bad one)."""
     p = module.params
-    keys = ("name", "retention", "description", "retention_origin")
-    items = p["buckets"] if p["buckets"] is not None else [{k: p[k] for k in keys}]
-    twice = duplicates([i["name"] for i in items])
-    if twice:
-        module.fail_json(
-            msg=f"buckets: each name once ({', '.join(map(repr, twice))} more than once)"
-        )
+    items = listed(
+        module, "buckets", "name", ("name", "retention", "description", "retention_origin")
+    )
     out = []
     for item in items:
         where = f"bucket {item['name']!r}: " if p["buckets"] is not None else ""

@@ -116,9 +116,9 @@ from ansible.module_utils.wattkeeper_influx import (  # noqa: E402
     InfluxError,
     apply_each,
     by_name,
-    duplicates,
     fail,
     is_managed,
+    listed,
     not_ours,
 )
 
@@ -180,13 +180,7 @@ def _apply(
 def _wanted(module: Any) -> list[dict[str, Any]]:
     """The tasks asked for, checked before any request (fails the module naming the bad one)."""
     p = module.params
-    keys = ("name", "flux", "status", "description")
-    items = p["tasks"] if p["tasks"] is not None else [{k: p[k] for k in keys}]
-    twice = duplicates([i["name"] for i in items])
-    if twice:
-        module.fail_json(
-            msg=f"tasks: each name once ({', '.join(map(repr, twice))} more than once)"
-        )
+    items = listed(module, "tasks", "name", ("name", "flux", "status", "description"))
     for item in items:
         where = f"task {item['name']!r}: " if p["tasks"] is not None else ""
         if p["state"] == "absent":

@@ -126,8 +126,8 @@ from ansible.module_utils.wattkeeper_influx import (  # noqa: E402
     InfluxError,
     apply_each,
     by_name,
-    duplicates,
     fail,
+    listed,
 )
 
 Bucket = Callable[[str], "dict[str, Any] | None"]
@@ -230,13 +230,7 @@ def _apply(
 def _items(module: Any) -> list[dict[str, Any]]:
     """The tokens asked for, checked before any request (fails the module naming the bad one)."""
     p = module.params
-    keys = ("description", "permissions", "have_token")
-    items = p["tokens"] if p["tokens"] is not None else [{k: p[k] for k in keys}]
-    twice = duplicates([i["description"] for i in items])
-    if twice:
-        module.fail_json(
-            msg=f"tokens: each description once ({', '.join(map(repr, twice))} more than once)"
-        )
+    items = listed(module, "tokens", "description", ("description", "permissions", "have_token"))
     for item in items:
         where = f"token {item['description']!r}: " if p["tokens"] is not None else ""
         if not item["description"].startswith(MANAGED_PREFIX):
