@@ -471,9 +471,10 @@ NOTES = """
   commits once per `buffer.commit_interval` (1 s), so its loss is bounded by one second
   of readings plus the socket's buffer (commit_interval 100 ms narrows the window, at ten
   fsyncs a second). Single kills land anywhere in that second: one run lost 520
-  readings against Telegraf disk's 120, another 40 against 59. Telegraf's disk buffer
-  can win here. (The pulse agent in real life has no socket to lose: an edge that
-  happens while it is dead is not counted by anyone.)
+  readings against Telegraf disk's 120, another 40 against 59, the last 406 against 24
+  (and 24 with commit_interval 100 ms). Telegraf's disk buffer can win here. (The pulse
+  agent in real life has no socket to lose: an edge that happens while it is dead is not
+  counted by anyone.)
 - **Recovery**: wattkeeper drains a backlog 2-16x faster than Telegraf's disk buffer
   (batches of 5,000 gzip-compressed lines vs 1,000; Telegraf reads its log metric by
   metric). Its first write after InfluxDB returns comes within its retry ceiling
@@ -486,13 +487,15 @@ NOTES = """
   `requests`) about 3.5 MiB, sqlite3 and wattkeeper's own modules about 4 MiB; it does not
   grow with the backlog (36 MiB peak while 440,000 readings wait in SQLite). Telegraf's
   memory buffer holds its 10,000 metrics in memory (30 MiB peak), and its disk buffer
-  reached 210-220 MiB during the outage: there Telegraf uses 6x more.
-- **CPU**: at 3 x 200 readings/s wattkeeper uses 1.4x Telegraf's CPU (about 1.6 % of a
-  core against 1.1 %, including parsing each line into a Point); Telegraf's disk buffer
-  uses about 12 % (it syncs its log per metric). At a reading every 10 s both are idle
-  (0.07 %).
+  reached 210-232 MiB during the outage: there Telegraf uses 6-7x more.
+- **CPU**: at 3 x 200 readings/s wattkeeper uses 1.4-1.53x Telegraf's CPU (1.6-1.75 % of
+  a core against 1.1-1.15 %, including parsing each line into a Point and a durable
+  commit a second), at the goal's edge of 1.5 (1.41 in one run, 1.53 in the last): here
+  Telegraf with its memory buffer wins. Telegraf's disk buffer, the one that loses
+  nothing, uses about 11-12 % (it syncs its log per metric), 6x wattkeeper. At a
+  reading every 10 s both are idle (0.06-0.07 %).
 
-## Provisioning: what was cut, and what is next
+## Provisioning: what was cut
 
 An idempotent re-run of site.yml on the scenario's two hosts was about two minutes
 through podman (125 s on an idle machine). Profiled with the profile_tasks callback
