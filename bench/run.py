@@ -447,7 +447,11 @@ NOTES = """
   InfluxDB's own (startedAt to finishedAt), and the CPU seconds InfluxDB spent on it
   (which, unlike the wall time, does not grow with other work on a shared machine). At
   600 points/s the agent's buffer holds a day only with `[buffer] max_rows` raised from
-  its 2 million default. The normal run is
+  its 2 million default. A run decides between one chunk and a sparse week by counting
+  the values of its first window only (counting a week of this data cost 4 to 5 minutes
+  a run, measured here before that change). Afterwards every tier is compared with raw,
+  window by window (all of a 1-day outage, the first and the last day of a week). The
+  normal run is
   the 1m task after a minute of on-time pulses, next to the previous version's task (which
   read the last three windows into Flux: its shared `from()` kept InfluxDB from pushing
   the aggregates down to the storage engine).
@@ -467,9 +471,10 @@ NOTES = """
   commits once per `buffer.commit_interval` (1 s), so its loss is bounded by one second
   of readings plus the socket's buffer (commit_interval 100 ms narrows the window, at ten
   fsyncs a second). Single kills land anywhere in that second: one run lost 520
-  readings against Telegraf disk's 120, another 40 against 59. Telegraf's disk buffer
-  can win here. (The pulse agent in real life has no socket to lose: an edge that
-  happens while it is dead is not counted by anyone.)
+  readings against Telegraf disk's 120, another 40 against 59, the last 406 against 24
+  (and 24 with commit_interval 100 ms). Telegraf's disk buffer can win here. (The pulse
+  agent in real life has no socket to lose: an edge that happens while it is dead is not
+  counted by anyone.)
 - **Recovery**: wattkeeper drains a backlog 2-16x faster than Telegraf's disk buffer
   (batches of 5,000 gzip-compressed lines vs 1,000; Telegraf reads its log metric by
   metric). Its first write after InfluxDB returns comes within its retry ceiling
@@ -482,13 +487,15 @@ NOTES = """
   `requests`) about 3.5 MiB, sqlite3 and wattkeeper's own modules about 4 MiB; it does not
   grow with the backlog (36 MiB peak while 440,000 readings wait in SQLite). Telegraf's
   memory buffer holds its 10,000 metrics in memory (30 MiB peak), and its disk buffer
-  reached 210-220 MiB during the outage: there Telegraf uses 6x more.
-- **CPU**: at 3 x 200 readings/s wattkeeper uses 1.4x Telegraf's CPU (about 1.6 % of a
-  core against 1.1 %, including parsing each line into a Point); Telegraf's disk buffer
-  uses about 12 % (it syncs its log per metric). At a reading every 10 s both are idle
-  (0.07 %).
+  reached 210-232 MiB during the outage: there Telegraf uses 6-7x more.
+- **CPU**: at 3 x 200 readings/s wattkeeper uses 1.4-1.53x Telegraf's CPU (1.6-1.75 % of
+  a core against 1.1-1.15 %, including parsing each line into a Point and a durable
+  commit a second), at the goal's edge of 1.5 (1.41 in one run, 1.53 in the last): here
+  Telegraf with its memory buffer wins. Telegraf's disk buffer, the one that loses
+  nothing, uses about 11-12 % (it syncs its log per metric), 6x wattkeeper. At a
+  reading every 10 s both are idle (0.06-0.07 %).
 
-## Provisioning: what was cut, and what is next
+## Provisioning: what was cut
 
 An idempotent re-run of site.yml on the scenario's two hosts was about two minutes
 through podman (125 s on an idle machine). Profiled with the profile_tasks callback
@@ -539,19 +546,41 @@ its influxd copy alone took 25 s against 17 s; the one-call bucket, task and tok
 took 32 s together against 45 s. The goal of 30 s is for a machine that is not shared:
 here every remote call costs 1-5 s, so no run of 140 tasks could reach it.)
 
-What is left is one module call per task: on the collector about 60 calls (per source a
-token, a state directory, secrets, a config and units, and the install steps), on the
-server about 35. Next:
+Third round, the collector and the broker:
 
-- roles/wattkeeper (being restructured for issue 17): the per-source files (token,
-  secrets, config, units, the simulator's unit) written by one `wattkeeper_files` call
-  (rendered on the controller, secrets in a second call with `no_log`), returning which
-  paths changed so that only those agents restart: about 25 calls become 2.
-- roles/mosquitto: the CA, key, CSR and certificate steps (five calls on every run) only
-  when a file is missing or expires soon.
-- roles/influxdb: the tokens stored on the controller with one call (five local copies on
-  the first converge, 17 s here), and the /health wait and the onboarding probe as one
-  call.
+- roles/wattkeeper: every agent's state directory, config and systemd units (and the
+  simulators' units), the shared files (MQTT and InfluxDB CAs, the list of extras) are
+  rendered on the controller (set_fact and the template lookup, no round trip) and
+  written by one `wattkeeper_files` call; every secret (InfluxDB tokens, declared
+  secrets, Slack webhook, MQTT password) by a second call with `no_log`. Each file
+  carries a tag saying what restarts when it changes (`agent:SOURCE`,
+  `simulator:SOURCE`, `all`, `package`), so only those agents restart; a rotating
+  secret (WattiVahti's refresh token) is only seeded (`force: false`). About 30 calls
+  on a re-run became 2 (tasks/files.yml).
+- roles/mosquitto: the six certificate steps on the controller run only when the
+  broker's certificate is missing, for other names, or expires within 30 days (one
+  `x509_certificate_info` call decides); the package step only when it is not
+  installed; certificate, key, password file and configuration in one call.
+
+Measured on a quiet machine (load under 2) by `bench/run.py provisioning
+--provisioning-connections ssh`, with profile_tasks (outputs kept in
+~/.cache/wattkeeper/bench-provisioning/):
+
+| over SSH | after round 2 (load about 12) | after round 3 (load under 2) |
+|---|---:|---:|
+| idempotent re-run (Molecule stage, changed=0) | 150 s, 123 tasks | 21.6 s, 76 tasks |
+| its playbook (profile_tasks' total) | 134 s | 18.5 s |
+| ... of which roles/influxdb | 32 s | 7.9 s (33 tasks) |
+| ... of which roles/wattkeeper (the collector) | 60 s | 5.2 s (40 tasks, most local) |
+| ... of which roles/grafana | 8 s | 2.8 s |
+| ... of which roles/mosquitto | 28 s | 1.8 s |
+| first converge (Molecule stage) | 458 s | 51.7 s, 97 tasks |
+
+(The two columns ran under different load, so round 3's own gain is best read from the
+task counts: 123 to 76 tasks on the re-run, and on the collector from about 45 remote
+calls to 11.) The slowest steps left on a re-run are the influxd copy (1.1 s: it
+checksums the 100 MB binary on both sides), the dashboards (0.9 s) and the controller's
+token directories (0.8 s); every other step is under 0.8 s.
 
 ## What was profiled and what it gained
 
@@ -626,7 +655,8 @@ def _earlier_rows(path: Path, measured: set[str]) -> tuple[list[str], str]:
         line
         for line in text
         if line.startswith("| ")
-        and not line.startswith("| section")
+        # Rows of the main table only (the prose below it has tables of its own).
+        and line.split("|")[1].strip() in SECTIONS
         and line.split("|")[1].strip() not in measured
     ]
     when = next((line for line in text if line.startswith("Measured by")), "")
@@ -735,13 +765,20 @@ def main() -> int:
                     server, [float(d) for d in args.tiers_days.split(",")]
                 ),
             }
-            for s in args.sections:
-                steps[s]()
+            done: list[str] = []
+            try:
+                for s in args.sections:
+                    steps[s]()
+                    done.append(s)
+            finally:
+                # A section that fails (or a run stopped) keeps what the others measured.
+                if done:
+                    args.wall = time.monotonic() - started
+                    args.sections = done
+                    write_report(args.report, args)
+                    print(f"written to {args.report} ({', '.join(done)})")
         finally:
             server.stop()
-    args.wall = time.monotonic() - started
-    write_report(args.report, args)
-    print(f"written to {args.report}")
     return 0
 
 

@@ -22,6 +22,9 @@ def test_each_source_gets_its_units_and_the_simulator_only_when_simulated() -> N
     assert "wattkeeper-wattivahti.service" in paths and "wattkeeper-wattivahti.timer" in paths
     assert "wattkeeper-pulse.service" in paths and "wattkeeper-pulse.timer" not in paths
     assert not any("simulate" in p for p in paths)
+    # What is enabled and started itself: timers, and services no timer of their own starts.
+    started = [u["path"].rsplit("/", 1)[1] for u in units if u["start"]]
+    assert started == ["wattkeeper-wattivahti.timer", "wattkeeper-pulse.service"]
     for source, d in DEFS.items():
         mine = [u for u in FR.unit_files([source], DEFS, True) if u["tag"] == f"agent:{source}"]
         assert len(mine) == 1 + (d["kind"] == "oneshot") + 2 * ("report" in d), source

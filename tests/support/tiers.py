@@ -160,8 +160,12 @@ class Tiers:
         ).json()
         deadline = time.monotonic() + timeout
         info: dict[str, Any] = {}
+        done_since: float | None = None
+        seconds = float("nan")
         while time.monotonic() < deadline:
-            # A queued manual run is not found until it starts.
+            # A queued manual run is not found until it starts. A finished run is read back
+            # from the _tasks system bucket, which may for a moment lack its finishedAt (seen
+            # once in CI under load): wait for it a little, the status is what counts.
             r = requests.get(
                 f"{self.server.url}/api/v2/tasks/{task_id}/runs/{run['id']}",
                 headers={"Authorization": f"Token {self.server.token}"},
@@ -169,11 +173,16 @@ class Tiers:
             )
             info = r.json() if r.status_code == 200 else {}
             if info.get("status") in ("success", "failed", "canceled"):
-                break
+                if "finishedAt" in info and "startedAt" in info:
+                    started = parse_time(info["startedAt"])
+                    seconds = (parse_time(info["finishedAt"]) - started).total_seconds()
+                    break
+                done_since = done_since if done_since is not None else time.monotonic()
+                if time.monotonic() - done_since > 10:
+                    break  # the duration stays unknown (nan)
             time.sleep(0.05)
         else:
             raise AssertionError(f"run of {tier} at {when} did not finish in {timeout}s")
-        seconds = (parse_time(info["finishedAt"]) - parse_time(info["startedAt"])).total_seconds()
         log = ""
         if info["status"] != "success":
             logs = self.server.api("GET", f"/api/v2/tasks/{task_id}/runs/{run['id']}/logs")

@@ -88,28 +88,31 @@ def mosquitto_passwd(users: list[dict[str, Any]]) -> str:
 def unit_files(
     sources: list[str], defs: dict[str, Any], simulate: bool = False
 ) -> list[dict[str, Any]]:
-    """The systemd units of these sources: ``{source, src, path, tag}`` each.
+    """The systemd units of these sources: ``{source, src, path, tag, start}`` each.
 
     Every agent has a service; a oneshot agent (``kind: oneshot``) also its timer; one that
     declares ``report`` a report service and timer; with ``simulate``, a source that declares
     how it is simulated also the simulator's service. The tag says what restarts when the
-    file changes (``agent:SOURCE`` or ``simulator:SOURCE``).
+    file changes (``agent:SOURCE`` or ``simulator:SOURCE``); ``start`` whether the unit is
+    enabled and started itself (every timer, and a service no timer of its own starts).
     """
     units: list[dict[str, Any]] = []
     for source in sources:
         d = defs[source]
-        names = [("agent.service", "")]
-        if d.get("kind") == "oneshot":
-            names.append(("agent.timer", ""))
+        timed = d.get("kind") == "oneshot"
+        names = [("agent.service", "", not timed)]
+        if timed:
+            names.append(("agent.timer", "", True))
         if "report" in d:
-            names += [("report.service", "-report"), ("report.timer", "-report")]
-        for src, suffix in names:
+            names += [("report.service", "-report", False), ("report.timer", "-report", True)]
+        for src, suffix, start in names:
             units.append(
                 {
                     "source": source,
                     "src": f"{src}.j2",
                     "path": f"/etc/systemd/system/wattkeeper-{source}{suffix}.{src.split('.')[1]}",
                     "tag": f"agent:{source}",
+                    "start": start,
                 }
             )
         if simulate and "simulate" in d:
@@ -119,6 +122,7 @@ def unit_files(
                     "src": "simulate.service.j2",
                     "path": f"/etc/systemd/system/wattkeeper-simulate-{source}.service",
                     "tag": f"simulator:{source}",
+                    "start": True,
                 }
             )
     return units

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
@@ -246,6 +247,19 @@ def duplicates(names: list[str]) -> list[str]:
     return sorted(twice)
 
 
+def listed(module: Any, key: str, label: str, keys: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The objects asked for: the list option KEY, or the one object the single-object
+    options (KEYS) describe. Fails the module when a LABEL is given twice."""
+    p = module.params
+    items: list[dict[str, Any]] = p[key] if p[key] is not None else [{k: p[k] for k in keys}]
+    twice = duplicates([i[label] for i in items])
+    if twice:
+        module.fail_json(
+            msg=f"{key}: each {label} once ({', '.join(map(repr, twice))} more than once)"
+        )
+    return items
+
+
 class Failures:
     """The errors of a list call: every item is tried, the call fails at the end naming each.
 
@@ -267,3 +281,34 @@ class Failures:
         if self.errors:
             msg = "\n".join(str(e) for e in self.errors)
             module.fail_json(msg=msg, status=self.errors[0].status, **extra)
+
+
+def apply_each(
+    module: Any,
+    key: str,
+    label: str,
+    wanted: list[dict[str, Any]],
+    apply: Callable[[dict[str, Any]], dict[str, Any]],
+    describe: Callable[[dict[str, Any], InfluxError], InfluxError] = lambda want, exc: exc,
+) -> None:
+    """Bring every object of the list option KEY to its state and exit the module.
+
+    Each result is named by its LABEL (name or description); a changed object adds a diff;
+    an object that fails is named on a line of its own while the others are still done.
+    """
+    results: list[dict[str, Any]] = []
+    failures = Failures()
+    for want in wanted:
+        try:
+            results.append({label: want[label], **apply(want)})
+        except InfluxError as exc:
+            failures.add(describe(want, exc))
+            results.append({label: want[label], "changed": False, "failed": True})
+    diffs = [
+        {**r.pop("diff"), "before_header": r[label], "after_header": r[label]}
+        for r in results
+        if "diff" in r
+    ]
+    changed = any(r["changed"] for r in results)
+    failures.check(module, changed=changed, **{key: results})
+    module.exit_json(changed=changed, diff=diffs, **{key: results})

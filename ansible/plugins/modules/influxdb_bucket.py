@@ -118,13 +118,13 @@ from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible.module_utils.wattkeeper_influx import (  # noqa: E402
     INFLUX_COMMON_ARGS,
     MANAGED_PREFIX,
-    Failures,
     Influx,
     InfluxError,
+    apply_each,
     by_name,
-    duplicates,
     fail,
     is_managed,
+    listed,
     not_ours,
     retention_seconds,
 )
@@ -212,13 +212,9 @@ def _apply(
 def _wanted(module: Any) -> list[dict[str, Any]]:
     """The buckets asked for, checked before any request (fails the module naming the bad one)."""
     p = module.params
-    keys = ("name", "retention", "description", "retention_origin")
-    items = p["buckets"] if p["buckets"] is not None else [{k: p[k] for k in keys}]
-    twice = duplicates([i["name"] for i in items])
-    if twice:
-        module.fail_json(
-            msg=f"buckets: each name once ({', '.join(map(repr, twice))} more than once)"
-        )
+    items = listed(
+        module, "buckets", "name", ("name", "retention", "description", "retention_origin")
+    )
     out = []
     for item in items:
         where = f"bucket {item['name']!r}: " if p["buckets"] is not None else ""
@@ -268,21 +264,13 @@ def main() -> None:
             result.pop("name")
             module.exit_json(**result)
         current = by_name(api.all_buckets()) if wanted else {}
-        results, failures = [], Failures()
-        for want in wanted:
-            try:
-                results.append(_apply(module, api, want, current.get(want["name"])))
-            except InfluxError as exc:
-                failures.add(exc)
-                results.append({"name": want["name"], "changed": False, "failed": True})
-        diffs = [
-            {**r.pop("diff"), "before_header": r["name"], "after_header": r["name"]}
-            for r in results
-            if "diff" in r
-        ]
-        changed = any(r["changed"] for r in results)
-        failures.check(module, changed=changed, buckets=results)
-        module.exit_json(changed=changed, buckets=results, diff=diffs)
+        apply_each(
+            module,
+            "buckets",
+            "name",
+            wanted,
+            lambda want: _apply(module, api, want, current.get(want["name"])),
+        )
     except InfluxError as exc:
         fail(module, exc)
 

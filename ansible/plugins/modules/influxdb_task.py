@@ -112,13 +112,13 @@ from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible.module_utils.wattkeeper_influx import (  # noqa: E402
     INFLUX_COMMON_ARGS,
     MANAGED_PREFIX,
-    Failures,
     Influx,
     InfluxError,
+    apply_each,
     by_name,
-    duplicates,
     fail,
     is_managed,
+    listed,
     not_ours,
 )
 
@@ -180,13 +180,7 @@ def _apply(
 def _wanted(module: Any) -> list[dict[str, Any]]:
     """The tasks asked for, checked before any request (fails the module naming the bad one)."""
     p = module.params
-    keys = ("name", "flux", "status", "description")
-    items = p["tasks"] if p["tasks"] is not None else [{k: p[k] for k in keys}]
-    twice = duplicates([i["name"] for i in items])
-    if twice:
-        module.fail_json(
-            msg=f"tasks: each name once ({', '.join(map(repr, twice))} more than once)"
-        )
+    items = listed(module, "tasks", "name", ("name", "flux", "status", "description"))
     for item in items:
         where = f"task {item['name']!r}: " if p["tasks"] is not None else ""
         if p["state"] == "absent":
@@ -236,21 +230,13 @@ def main() -> None:
             result.pop("name")
             module.exit_json(**result)
         current = by_name(api.all_tasks()) if wanted else {}
-        results, failures = [], Failures()
-        for want in wanted:
-            try:
-                results.append(_apply(module, api, want, current.get(want["name"])))
-            except InfluxError as exc:
-                failures.add(exc)
-                results.append({"name": want["name"], "changed": False, "failed": True})
-        diffs = [
-            {**r.pop("diff"), "before_header": r["name"], "after_header": r["name"]}
-            for r in results
-            if "diff" in r
-        ]
-        changed = any(r["changed"] for r in results)
-        failures.check(module, changed=changed, tasks=results)
-        module.exit_json(changed=changed, tasks=results, diff=diffs)
+        apply_each(
+            module,
+            "tasks",
+            "name",
+            wanted,
+            lambda want: _apply(module, api, want, current.get(want["name"])),
+        )
     except InfluxError as exc:
         fail(module, exc)
 

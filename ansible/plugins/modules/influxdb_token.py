@@ -122,12 +122,12 @@ from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible.module_utils.wattkeeper_influx import (  # noqa: E402
     INFLUX_COMMON_ARGS,
     MANAGED_PREFIX,
-    Failures,
     Influx,
     InfluxError,
+    apply_each,
     by_name,
-    duplicates,
     fail,
+    listed,
 )
 
 Bucket = Callable[[str], "dict[str, Any] | None"]
@@ -230,13 +230,7 @@ def _apply(
 def _items(module: Any) -> list[dict[str, Any]]:
     """The tokens asked for, checked before any request (fails the module naming the bad one)."""
     p = module.params
-    keys = ("description", "permissions", "have_token")
-    items = p["tokens"] if p["tokens"] is not None else [{k: p[k] for k in keys}]
-    twice = duplicates([i["description"] for i in items])
-    if twice:
-        module.fail_json(
-            msg=f"tokens: each description once ({', '.join(map(repr, twice))} more than once)"
-        )
+    items = listed(module, "tokens", "description", ("description", "permissions", "have_token"))
     for item in items:
         where = f"token {item['description']!r}: " if p["tokens"] is not None else ""
         if not item["description"].startswith(MANAGED_PREFIX):
@@ -286,23 +280,17 @@ def main() -> None:
                 buckets = by_name(api.all_buckets())
             return buckets.get(name)
 
-        results, failures = [], Failures()
-        for item in items:
-            existing = [a for a in auths if a.get("description") == item["description"]]
-            try:
-                result = _apply(module, api, item, existing, bucket)
-            except InfluxError as exc:
-                failures.add(InfluxError(f"token {item['description']!r}: {exc}", exc.status))
-                result = {"changed": False, "created": False, "failed": True}
-            results.append({"description": item["description"], **result})
-        diffs = [
-            {**r.pop("diff"), "before_header": r["description"], "after_header": r["description"]}
-            for r in results
-            if "diff" in r
-        ]
-        changed = any(r["changed"] for r in results)
-        failures.check(module, changed=changed, tokens=results)
-        module.exit_json(changed=changed, tokens=results, diff=diffs)
+        def matching(item: dict[str, Any]) -> list[dict[str, Any]]:
+            return [a for a in auths if a.get("description") == item["description"]]
+
+        apply_each(
+            module,
+            "tokens",
+            "description",
+            items,
+            lambda item: _apply(module, api, item, matching(item), bucket),
+            lambda item, exc: InfluxError(f"token {item['description']!r}: {exc}", exc.status),
+        )
     except InfluxError as exc:
         fail(module, exc)
 
