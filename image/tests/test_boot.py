@@ -241,7 +241,11 @@ def test_2_a_bad_settings_file_is_one_clear_line_and_changes_nothing(
         pytest.skip("needs the Pi that test 1 configures, and test 1 did not pass")
     before = {s: count(influx, s) for s in SOURCES}
     bad = settings(tokens)
-    bad["wattkeeper_pulse"] = {"channels": [{"name": "import", "pin": 99, "pulses_per_kwh": 1000}]}
+    # A line no chip has: under wattkeeper_simulate the agent accepts lines up to 1023 (the
+    # simulated chip), on the Pi's header chip 0-53.
+    bad["wattkeeper_pulse"] = {
+        "channels": [{"name": "import", "pin": 2000, "pulses_per_kwh": 1000}]
+    }
     fat_write(disk["image"], "wattkeeper.yml", yaml.safe_dump(bad), disk["work"])
     vm = Vm(disk["image"], disk["kernel"], disk["initrd"], int(influx.port), disk["work"])
     vm.wait_console(r"wattkeeper-firstboot: .*reboot\n", FIRSTBOOT_TIMEOUT)
@@ -251,7 +255,7 @@ def test_2_a_bad_settings_file_is_one_clear_line_and_changes_nothing(
     lines = firstboot_lines(vm.console())
     assert len(lines) == 1, lines
     assert (
-        "/boot/firmware/wattkeeper.yml: wattkeeper_pulse.channels[0].pin: 99 is not a GPIO line"
+        "/boot/firmware/wattkeeper.yml: wattkeeper_pulse.channels[0].pin: 2000 is not a GPIO line"
         " number" in lines[0]
     ), lines
     assert "nothing was configured" in lines[0], lines
