@@ -6,7 +6,8 @@
 #   install-deps.sh arm    + qemu-user-static and binfmt-support, so arm64/armhf binaries run
 #                          (the arm collectors of `make test-arm`, the Pi image's chroot)
 #   install-deps.sh image  + what `make image` needs to assemble and boot-test the Pi image
-#                          (qemu-system-arm, dosfstools, mtools, parted, e2fsprogs) and boot-test it (socat)
+#                          (qemu-system-arm, dosfstools, mtools, parted, e2fsprogs) and boot-test it (socat;
+#                          debugfs and journalctl read the guest's journal)
 # Go and Rust (for building influxd) come with the machine. `make test` pays only for the first.
 set -euo pipefail
 
@@ -16,7 +17,7 @@ case "${1:-}" in
     "") ;;
     arm) packages+=(qemu-user-static binfmt-support) ;;
     image) packages+=(qemu-user-static binfmt-support qemu-system-arm dosfstools mtools parted
-                      e2fsprogs fdisk socat) ;;
+                      e2fsprogs fdisk socat systemd) ;;
     *) echo "install-deps: unknown target '$1' (nothing, arm or image)" >&2; exit 2 ;;
 esac
 missing=()
