@@ -24,8 +24,9 @@ import requests
 import testinfra
 from report import REPORT
 
-SERVER = "wk-server"
-COLLECTOR = "wk-collector"
+# Other scenarios (molecule/arm64, armhf) run these tests against their own hosts.
+SERVER = os.environ.get("WK_SERVER", "wk-server")
+COLLECTOR = os.environ.get("WK_COLLECTOR", "wk-collector")
 ORG = "home"
 ROOT = Path(__file__).resolve().parents[3]
 EPHEMERAL = Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "/nonexistent"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from wattkeeper.registry import load_plugin
@@ -20,6 +21,9 @@ SOURCES = [
     for s in ("octopus", "wattivahti", "pulse", "luxtronik")
     if _landed("sources", s) and _landed("simulate", s)
 ]
+# A scenario deploying fewer sources (molecule/armhf) names them: WK_SOURCES=octopus,pulse.
+if os.environ.get("WK_SOURCES"):
+    SOURCES = [s for s in SOURCES if s in os.environ["WK_SOURCES"].split(",")]
 ONESHOT = {"wattivahti"}
 # Sources that declare roll-ups get the downsampling tasks.
 ROLLED = [s for s in SOURCES if load_plugin(s).rollups]
