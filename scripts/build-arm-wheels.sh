@@ -23,25 +23,18 @@ if compgen -G "$OUT/gpiod-$GPIOD-*linux_armv7l.whl" >/dev/null; then
 fi
 bash scripts/build-image.sh armhf >/dev/null
 tarball="$(ls "$CACHE"/wattkeeper-bookworm-armhf-rootfs-r*.tar | tail -1)"
-work="$(mktemp -d "${TMPDIR:-/var/tmp}/wattkeeper-armwheels.XXXXXX")"
-root="$work/rootfs"
-mounted=()
-cleanup() {
-    for ((i = ${#mounted[@]} - 1; i >= 0; i--)); do umount -l "${mounted[i]}" 2>/dev/null || true; done
-    rm -rf "$work"
-}
-trap cleanup EXIT
+# shellcheck source=scripts/lib/chroot.sh
+source scripts/lib/chroot.sh
+chroot_workdir armwheels
 mkdir -p "$root" "$OUT"
 tar -C "$root" -xf "$tarball"
 mkdir -p "$root/src"
 "$PY" -m pip download --quiet --no-deps --no-binary :all: --dest "$root/src" "gpiod==$GPIOD"
 "$PY" -m pip download --quiet --only-binary :all: --dest "$root/src" setuptools wheel
-mount -t proc proc "$root/proc" && mounted+=("$root/proc")
-mount --bind /dev "$root/dev" && mounted+=("$root/dev")
+mount_chroot
 cp /etc/resolv.conf "$root/etc/resolv.conf"
 log "compiling gpiod $GPIOD for armv7l in a chroot of $tarball (emulated, several minutes)"
-nice -n 10 chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive \
-    sh -ec "apt-get update -qq
+in_root sh -ec "apt-get update -qq
             apt-get install -y -qq --no-install-recommends gcc libc6-dev python3-dev >/dev/null
             python3 -m pip wheel --quiet --no-index --find-links /src --wheel-dir /out-wheels gpiod==$GPIOD" >&2
 cp "$root"/out-wheels/gpiod-"$GPIOD"-*linux_armv7l.whl "$OUT/"

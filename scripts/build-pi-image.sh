@@ -39,31 +39,9 @@ done
 [[ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]] || { log "arm64 binaries cannot run here: run make deps-image"; exit 1; }
 [[ -x "$VENV/bin/ansible-playbook" ]] || { log "no $VENV/bin/ansible-playbook: run make venv"; exit 1; }
 
-work="$(mktemp -d "${TMPDIR:-/var/tmp}/wattkeeper-pi.XXXXXX")"
-root="$work/rootfs"
-mounted=()
-cleanup() {
-    for ((i = ${#mounted[@]} - 1; i >= 0; i--)); do umount -l "${mounted[i]}" 2>/dev/null || true; done
-    rm -rf "$work"
-}
-trap cleanup EXIT
-mount_chroot() {
-    for fs in proc sys dev; do
-        mkdir -p "$root/$fs"
-        case $fs in
-            proc) mount -t proc proc "$root/proc" ;;
-            sys) mount -t sysfs sys "$root/sys" ;;
-            dev) mount --bind /dev "$root/dev" ;;
-        esac
-        mounted+=("$root/$fs")
-    done
-}
-umount_chroot() {
-    for ((i = ${#mounted[@]} - 1; i >= 0; i--)); do umount -l "${mounted[i]}"; done
-    mounted=()
-}
-in_root() { nice -n 10 chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
-    DEBIAN_FRONTEND=noninteractive LC_ALL=C.UTF-8 "$@"; }
+# shellcheck source=scripts/lib/chroot.sh
+source scripts/lib/chroot.sh
+chroot_workdir pi
 
 mkdir -p "$CACHE" "$root"
 if [[ "${FORCE:-0}" == 1 || ! -s "$BASE" ]]; then

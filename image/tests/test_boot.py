@@ -237,6 +237,20 @@ def firstboot_lines(console: str) -> list[str]:
     return [ln.strip() for ln in console.splitlines() if "wattkeeper-firstboot: " in ln]
 
 
+def power_off_and_check(
+    vm: Vm, disk: dict[str, Path], tokens: dict[str, str], boot: str
+) -> list[str]:
+    """What every boot must leave: multi-user reached (its time recorded), no token in the
+    guest's journal, the settings file gone from the FAT partition (whose files it returns)."""
+    vm.poweroff()
+    journal = guest_journal(disk["image"], disk["work"])
+    TIMES[f"multi-user reached, {boot} (from the kernel's start)"] = multi_user_at(journal)
+    assert not any(t in journal for t in tokens.values()), "a token in the guest's journal"
+    files = fat_files(disk["image"])
+    assert "wattkeeper.yml" not in files, files
+    return files
+
+
 def test_1_first_boot_configures_every_agent_and_removes_the_secrets_from_the_fat_partition(
     influx: InfluxServer, disk: dict[str, Path], tokens: dict[str, str]
 ) -> None:
@@ -255,12 +269,7 @@ def test_1_first_boot_configures_every_agent_and_removes_the_secrets_from_the_fa
     assert all(counts.values()), f"points per source: {counts}\n{vm.console()[-3000:]}"
     TIMES["every agent's points in InfluxDB (from power-on)"] = time.monotonic() - vm.started
     assert not any(t in vm.console() for t in tokens.values())
-    vm.poweroff()
-    journal = guest_journal(disk["image"], disk["work"])
-    TIMES["multi-user reached, first boot (from the kernel's start)"] = multi_user_at(journal)
-    assert not any(t in journal for t in tokens.values()), "a token in the guest's journal"
-    files = fat_files(disk["image"])
-    assert "wattkeeper.yml" not in files, files
+    files = power_off_and_check(vm, disk, tokens, "first boot")
     for name in files:
         if name.endswith((".txt", ".yml")):
             text = fat_read(disk["image"], name)
@@ -302,11 +311,6 @@ def test_2_a_bad_settings_file_is_one_clear_line_and_changes_nothing(
         time.sleep(10)
     after = {s: count(influx, s) for s in SOURCES}
     assert all(after[s] > before[s] for s in SOURCES if s != "wattivahti"), (before, after)
-    vm.poweroff()
-    journal = guest_journal(disk["image"], disk["work"])
-    TIMES["multi-user reached, second boot (from the kernel's start)"] = multi_user_at(journal)
-    assert not any(t in journal for t in tokens.values()), "a token in the guest's journal"
-    files = fat_files(disk["image"])
-    assert "wattkeeper.yml" not in files, files
+    power_off_and_check(vm, disk, tokens, "second boot")
     assert "nothing was configured" in fat_read(disk["image"], "wattkeeper-status.txt")
     print("\n" + "\n".join(f"  {k:<52} {v:6.0f} s" for k, v in TIMES.items()))
